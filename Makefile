@@ -1,0 +1,31 @@
+# Fresh machine: `make demo` or `make test` create .venv, install rsseg with its dev extras
+# (torch and torchvision from the package registry), then run.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+# Ignore any machine-local wheel folder: torch must come from the registry with torchvision.
+PIP    := PIP_FIND_LINKS= $(BIN)/python -m pip
+export HF_HUB_OFFLINE := 1
+
+.PHONY: demo test venv clean bench-precision
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/rsseg demo --out demo-output
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench-precision: $(STAMP)
+	$(BIN)/python benchmarks/precision.py
+
+clean:
+	rm -rf demo-output runs .pytest_cache

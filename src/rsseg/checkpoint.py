@@ -1,0 +1,72 @@
+"""Load a training checkpoint into a ``Predictor`` without Lightning or the training data."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from rsseg.classes import ClassTable
+from rsseg.config import Config
+from rsseg.errors import RsSegError
+from rsseg.models import build_model
+from rsseg.predictor import Predictor
+from rsseg.runtime import default_device, use_bf16, use_channels_last
+
+
+def read_checkpoint(path: Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise RsSegError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise RsSegError(f"checkpoint path is a directory, expected a .ckpt file: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+        raise RsSegError(f"{path} is not a readable checkpoint (corrupt or truncated?): {exc}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise RsSegError(f"{path} is not an rsseg checkpoint (no state_dict/hyper_parameters)")
+    hp = ckpt["hyper_parameters"]
+    missing = [k for k in ("config", "classes", "mean", "std") if k not in hp]
+    if missing:
+        raise RsSegError(f"{path} is not an rsseg checkpoint (missing {', '.join(missing)})")
+    return ckpt
+
+
+def checkpoint_config(path: Path) -> Config:
+    return Config.model_validate(read_checkpoint(path)["hyper_parameters"]["config"])
+
+
+def load_predictor(path: Path, *, device: torch.device | None = None, config: Config | None = None) -> Predictor:
+    """Checkpoint -> ready-to-run ``Predictor``. ``config`` may override the inference settings."""
+    ckpt = read_checkpoint(path)
+    hp = ckpt["hyper_parameters"]
+    try:
+        saved = Config.model_validate(hp["config"])
+        classes = ClassTable.from_dict(hp["classes"])
+        model = build_model(saved.model, len(hp["mean"]), classes.num_classes)
+        state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+        model.load_state_dict(state)
+    except RsSegError as exc:
+        raise RsSegError(f"{path}: {exc}") from None
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise RsSegError(f"{path}: checkpoint does not match its model config: {exc}") from None
+    cfg = config or saved
+    device = device or default_device()
+    bf16 = use_bf16(cfg.train.precision, device.type)
+    bands = hp.get("bands")
+    return Predictor(
+        model=model,
+        classes=classes,
+        mean=list(hp["mean"]),
+        std=list(hp["std"]),
+        bands=[b - 1 for b in bands] if bands else None,
+        window=cfg.infer.window,
+        keep=cfg.infer.keep,
+        batch_size=cfg.infer.batch_size,
+        precision="bf16" if bf16 else "32",
+        channels_last=use_channels_last(cfg.train.channels_last, bf16),
+        device=device,
+    )

@@ -1,0 +1,304 @@
+"""The run configuration: one YAML file parsed into typed pydantic models.
+
+This schema is the single place where options are declared, each with its default and a
+one-line doc (the ``description``). Unknown keys are rejected with the nearest valid key;
+wrong types name the file, the key and the expected type.
+
+Relative paths (``data.root``, ``output.dir``) are resolved against the current working
+directory when the config is loaded, and the run directory stores the resolved, absolute
+config, so a run can be resumed or evaluated from anywhere.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rsseg.errors import RsSegError
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, assignments re-validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SyntheticConfig(Section):
+    train: int = Field(8, ge=1, description="Number of synthetic training scenes.")
+    val: int = Field(2, ge=1, description="Number of synthetic validation scenes.")
+    test: int = Field(2, ge=1, description="Number of synthetic test scenes.")
+    size: int = Field(512, ge=64, description="Side length in pixels of each synthetic scene.")
+    seed: int = Field(0, description="Seed of the scene generator (same seed, same data).")
+
+
+class DataConfig(Section):
+    dataset: str = Field(
+        "synthetic",
+        description="Dataset loader from the registry (`rsseg.data.DATASETS`): synthetic, folder.",
+    )
+    root: Path = Field(Path("data/synthetic"), description="Dataset folder.")
+    synthetic: SyntheticConfig = Field(
+        default_factory=SyntheticConfig, description="Generator settings for `dataset: synthetic`."
+    )
+    image_dir: str = Field("images", description="Image sub-folder of each split (folder layout).")
+    mask_dir: str = Field("masks", description="Mask sub-folder of each split (folder layout).")
+    image_glob: str = Field("*.tif", description="Glob for image files inside `image_dir`.")
+    ignore_classes: list[str | int] = Field(
+        default_factory=list,
+        description="Classes (names or indices) excluded from loss and metrics, e.g. background.",
+    )
+    bands: list[int] | None = Field(
+        None, description="1-based band numbers to read (as GDAL/rasterio count); null = all bands."
+    )
+    mean: list[float] | None = Field(
+        None, description="Per-band mean in raw pixel units; null = computed from training data."
+    )
+    std: list[float] | None = Field(
+        None, description="Per-band std in raw pixel units; null = computed from training data."
+    )
+    tile_size: int = Field(224, ge=16, description="Side of the training/validation chips in pixels.")
+    random_shift: int = Field(
+        20, ge=0, description="Random shift (+-px) of each training chip (seed 000 'Random Shift')."
+    )
+    augment: bool = Field(True, description="Random flips and 90-degree rotations of training chips.")
+    batch_size: int = Field(8, ge=1, description="Training and validation batch size.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+
+    @field_validator("bands")
+    @classmethod
+    def _bands_positive(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or min(value) < 1):
+            raise ValueError("band numbers are 1-based and the list must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _mean_std_pair(self) -> DataConfig:
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("give both `mean` and `std`, or neither")
+        if self.mean is not None and self.std is not None:
+            if len(self.mean) != len(self.std):
+                raise ValueError("`mean` and `std` must have one value per band")
+            if min(self.std) <= 0:
+                raise ValueError("`std` values must be positive")
+        return self
+
+
+class UNetConfig(Section):
+    name: Literal["unet"] = Field("unet", description="Model from the registry (`rsseg models`).")
+    base_width: int = Field(16, ge=4, description="Channels of the first level (seed: 64).")
+    depth: int = Field(4, ge=1, le=6, description="Number of down-sampling steps.")
+    up: Literal["transpose", "bilinear"] = Field(
+        "transpose", description="Up-sampling: 2x2 transpose conv (seed baseline) or bilinear + 3x3."
+    )
+
+
+class LossConfig(Section):
+    name: Literal["ce"] = Field("ce", description="Loss from the registry (`rsseg.losses.LOSSES`).")
+    class_weights: list[float] | None = Field(
+        None, description="Per-class weights for cross-entropy; null = unweighted."
+    )
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Cross-entropy label smoothing.")
+
+
+class OptimConfig(Section):
+    name: Literal["sgd", "adam", "adamw"] = Field("adam", description="Optimiser.")
+    lr: float = Field(0.003, gt=0, description="Initial learning rate.")
+    momentum: float = Field(0.9, ge=0, description="SGD momentum.")
+    weight_decay: float = Field(1e-5, ge=0, description="Weight decay.")
+    scheduler: Literal["poly", "step", "none"] = Field(
+        "poly", description="LR schedule: polynomial decay over all steps, step decay, or none."
+    )
+    power: float = Field(0.9, gt=0, description="Power of the polynomial schedule (seed ADAM1: 2).")
+    step_size: int = Field(15, ge=1, description="Epochs between step-LR decays (seed 001: 15).")
+    gamma: float = Field(0.1, gt=0, description="Step-LR decay factor.")
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, ge=1, description="Maximum number of epochs.")
+    max_minutes: float | None = Field(
+        None, gt=0, description="Stop training after this wall-clock budget (checkpoints kept)."
+    )
+    seed: int = Field(0, description="Seed for weights, sampling and augmentation.")
+    deterministic: bool = Field(True, description="Use deterministic algorithms (reproducible runs).")
+    precision: Literal["auto", "bf16", "32"] = Field(
+        "auto",
+        description="bf16 autocast or fp32; auto = bf16 only where the hardware runs it natively.",
+    )
+    channels_last: Literal["auto", "on", "off"] = Field(
+        "auto", description="channels_last memory format; auto = on together with bf16."
+    )
+    accelerator: str = Field("auto", description="Lightning accelerator: auto, cpu, gpu.")
+    devices: int | str = Field("auto", description="Lightning devices (number or 'auto').")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; null = library default.")
+    limit_train_batches: int | float | None = Field(
+        None, description="Batches per epoch (int) or fraction (float); null = all."
+    )
+    log_every_n_steps: int = Field(10, ge=1, description="Logging interval in steps.")
+
+
+class InferConfig(Section):
+    window: int = Field(256, ge=16, description="Window the model sees (Border Correction input).")
+    keep: int = Field(224, ge=8, description="Centre of each window kept in the output map.")
+    batch_size: int = Field(8, ge=1, description="Windows per forward pass.")
+
+    @model_validator(mode="after")
+    def _window_keep(self) -> InferConfig:
+        if self.keep > self.window or (self.window - self.keep) % 2:
+            raise ValueError("`keep` must be <= `window` and `window - keep` must be even")
+        return self
+
+
+class OutputConfig(Section):
+    dir: Path = Field(Path("runs"), description="Parent folder of run directories.")
+    name: str | None = Field(
+        None, description="Run directory name; null = config file stem + timestamp."
+    )
+
+
+class Config(Section):
+    data: DataConfig = Field(default_factory=DataConfig, description="What to train on.")
+    model: UNetConfig = Field(default_factory=UNetConfig, description="Network architecture.")
+    loss: LossConfig = Field(default_factory=LossConfig, description="Training loss.")
+    optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimiser and schedule.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training loop.")
+    infer: InferConfig = Field(default_factory=InferConfig, description="Scene prediction.")
+    output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs go.")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def resolve_paths(self, base: Path | None = None) -> Config:
+        """Return a copy whose relative paths are absolute (against ``base`` or the CWD)."""
+        base = Path.cwd() if base is None else base
+        out = self.model_copy(deep=True)
+        out.data.root = (base / out.data.root).resolve()
+        out.output.dir = (base / out.output.dir).resolve()
+        return out
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: Path | str | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config (or start from defaults when ``path`` is None) and apply overrides.
+
+    ``overrides`` are ``key.path=value`` strings (values parsed as YAML, so ``3``, ``0.1``,
+    ``[1, 2]``, ``null`` and ``true`` work).
+    """
+    source = str(path) if path is not None else "<defaults>"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_yaml(Path(path))
+    for item in overrides:
+        _apply_override(raw, item)
+    return validate_config(raw, source)
+
+
+def validate_config(raw: dict[str, Any], source: str = "<config>") -> Config:
+    try:
+        return Config.model_validate(raw).resolve_paths()
+    except ValidationError as exc:
+        lines = [_describe_error(err) for err in exc.errors()]
+        raise RsSegError(f"invalid config {source}:\n  " + "\n  ".join(lines)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise RsSegError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise RsSegError(f"{path} is not valid YAML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RsSegError(f"cannot read config file {path}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RsSegError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise RsSegError(f"override {item!r} must look like key.path=value")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RsSegError(f"override {item!r}: value is not valid YAML: {exc}") from None
+    node = raw
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise RsSegError(f"override {item!r}: {'.'.join(parts[: i + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _describe_error(err: dict[str, Any]) -> str:
+    loc = [str(p) for p in err["loc"]]
+    key = ".".join(loc) or "<top level>"
+    if err["type"] == "extra_forbidden":
+        fields = _fields_at(loc[:-1])
+        hint = difflib.get_close_matches(loc[-1], fields, n=1, cutoff=0.5)
+        parent = ".".join(loc[:-1])
+        suggestion = f"; did you mean '{'.'.join([*loc[:-1], hint[0]])}'?" if hint else ""
+        valid = f" (valid keys{' in ' + parent if parent else ''}: {', '.join(fields)})"
+        return f"unknown key '{key}'{suggestion}{valid}"
+    expected = _expected_type(loc)
+    got = err.get("input")
+    got_text = "" if err["type"] == "missing" else f", got {got!r}"
+    exp_text = f" (expected {expected})" if expected else ""
+    return f"{key}: {err['msg']}{exp_text}{got_text}"
+
+
+def _field_info(loc: list[str]):
+    model: type[BaseModel] | None = Config
+    info = None
+    for part in loc:
+        if model is None or part not in model.model_fields:
+            return None
+        info = model.model_fields[part]
+        model = _submodel(info.annotation)
+    return info
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _fields_at(loc: list[str]) -> list[str]:
+    if not loc:
+        return list(Config.model_fields)
+    info = _field_info(loc)
+    model = _submodel(info.annotation) if info is not None else None
+    return list(model.model_fields) if model else []
+
+
+def _expected_type(loc: list[str]) -> str | None:
+    info = _field_info(loc)
+    return _type_name(info.annotation) if info is not None else None
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(annotation))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(annotation))
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    if annotation is type(None):
+        return "null"
+    return getattr(annotation, "__name__", str(annotation))

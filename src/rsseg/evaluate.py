@@ -1,0 +1,108 @@
+"""Evaluation of a checkpoint on a whole split, scene by scene.
+
+Each scene is predicted exactly as ``rsseg predict`` would (Border Correction over the full
+scene), so the metrics describe the maps users get, not isolated chips. Counts go into one
+exact integer confusion matrix for the whole split.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from rsseg.checkpoint import checkpoint_config, load_predictor
+from rsseg.classes import IGNORE_INDEX
+from rsseg.config import Config
+from rsseg.data.sources import get_source, with_ignored
+from rsseg.errors import RsSegError
+from rsseg.infer import border_corrected_predict, count_windows, read_image
+from rsseg.io import ensure_writable_dir
+from rsseg.metrics import ConfusionMatrix, compute_metrics, save_metrics
+from rsseg.plots import plot_confusion_matrix
+
+
+@dataclass
+class EvalResult:
+    metrics: dict
+    out_dir: Path
+    metrics_path: Path
+    confusion_png: Path
+    seconds: float
+    pixels: int
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """The run directory a checkpoint belongs to (``RUN/checkpoints/x.ckpt`` -> ``RUN``)."""
+    parent = Path(checkpoint).resolve().parent
+    return parent.parent if parent.name == "checkpoints" else parent
+
+
+def evaluate(
+    checkpoint: Path,
+    *,
+    config: Config | None = None,
+    split: str = "test",
+    out: Path | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    """Predict every scene of ``split`` and write ``metrics.json`` + a confusion-matrix PNG."""
+    checkpoint = Path(checkpoint)
+    cfg = config or checkpoint_config(checkpoint)
+    predictor = load_predictor(checkpoint, config=cfg)
+    out_dir = ensure_writable_dir(Path(out) if out else run_dir_of(checkpoint) / f"eval-{split}")
+
+    source = get_source(cfg.data)
+    source.prepare(progress=progress)
+    data_classes = source.classes()
+    if data_classes.names != predictor.classes.names:
+        raise RsSegError(
+            f"{checkpoint} was trained on classes {list(predictor.classes.names)} but the data in "
+            f"{cfg.data.root} has {list(data_classes.names)}"
+        )
+    classes = with_ignored(predictor.classes, cfg.data.ignore_classes)
+    scenes = source.scenes(split)
+
+    confusion = ConfusionMatrix(classes.num_classes)
+    start = time.perf_counter()
+    pixels = 0
+    with Progress(
+        TextColumn("evaluate {task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), disable=not progress,
+    ) as bar:
+        for scene in scenes:
+            image, _ = read_image(scene.image)
+            task = bar.add_task(scene.image.name, total=count_windows(*image.shape[1:], predictor.keep))
+            pred = border_corrected_predict(
+                predictor, image, progress=lambda done, t=task: bar.update(t, completed=done)
+            )
+            mask = _read_mask(scene.mask, pred.shape, classes.num_classes)
+            confusion.update(pred, mask)
+            pixels += int(mask.size)
+    seconds = time.perf_counter() - start
+
+    metrics = compute_metrics(confusion.matrix, classes)
+    metrics_path = save_metrics(metrics, out_dir / "metrics.json")
+    png = plot_confusion_matrix(
+        confusion.matrix, classes, out_dir / "confusion_matrix.png",
+        title=f"{split}: mIoU {metrics['miou']:.3f}" if metrics["miou"] is not None else split,
+    )
+    return EvalResult(metrics, out_dir, metrics_path, png, seconds, pixels)
+
+
+def _read_mask(path: Path | None, shape: tuple[int, ...], num_classes: int) -> np.ndarray:
+    if path is None:
+        raise RsSegError("evaluation needs masks, but a scene of this split has none")
+    data, _ = read_image(path)
+    mask = data[0]
+    if mask.shape != shape:
+        raise RsSegError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]}, image is {shape[1]}x{shape[0]}")
+    bad = (mask >= num_classes) & (mask != IGNORE_INDEX)
+    if bad.any():
+        raise RsSegError(
+            f"{path}: mask values {sorted(np.unique(mask[bad]).tolist())} are not classes 0..{num_classes - 1}"
+        )
+    return mask.astype(np.uint8)

@@ -1,0 +1,217 @@
+"""Training on PyTorch Lightning: one run directory per call, resumable, reproducible."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch.utils.data import DataLoader
+
+from rsseg import __version__
+from rsseg.classes import IGNORE_INDEX, ClassTable
+from rsseg.config import Config
+from rsseg.data.sources import get_source
+from rsseg.data.tiles import TileDataset, band_stats
+from rsseg.errors import RsSegError
+from rsseg.io import atomic_write_text, ensure_writable_dir
+from rsseg.losses import build_loss
+from rsseg.metrics import ConfusionMatrix, compute_metrics
+from rsseg.models import build_model
+from rsseg.optim import build_optimizer
+from rsseg.runtime import use_bf16, use_channels_last
+
+log = logging.getLogger(__name__)
+
+
+class SegmentationTask(L.LightningModule):
+    """Model + loss + optimiser; validation mIoU from an exact confusion matrix.
+
+    The hyper-parameters (config, class table, bands, normalisation) travel inside every
+    checkpoint, so a checkpoint alone is enough to predict (``rsseg.checkpoint``).
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        classes: dict[str, Any],
+        mean: list[float],
+        std: list[float],
+        bands: list[int] | None,
+        channels_last: bool = False,
+        rsseg_version: str = __version__,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = Config.model_validate(config)
+        self.classes = ClassTable.from_dict(classes)
+        self.model = build_model(self.cfg.model, len(mean), self.classes.num_classes)
+        self.loss_fn = build_loss(self.cfg.loss, self.classes.num_classes)
+        self.use_channels_last = channels_last
+        self.val_confusion = ConfusionMatrix(self.classes.num_classes)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, masks = batch
+        if (masks == IGNORE_INDEX).all():
+            # nothing to learn from; CE would return NaN on an all-ignored batch
+            return None  # type: ignore[return-value]
+        loss = self.loss_fn(self(images).float(), masks)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(images))
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_confusion.reset()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, masks = batch
+        logits = self(images).float()
+        if not (masks == IGNORE_INDEX).all():
+            self.log("val_loss", self.loss_fn(logits, masks), on_epoch=True, batch_size=len(images))
+        self.val_confusion.update(logits.argmax(1), masks)
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = compute_metrics(self.val_confusion.matrix, self.classes)
+        for key in ("miou", "oa", "mf1"):
+            value = metrics[key]
+            self.log(f"val_{key}", float("nan") if value is None else value, prog_bar=key == "miou")
+
+    def configure_optimizers(self):
+        return build_optimizer(self.cfg.optim, self.model.parameters(), self.trainer)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    best_val_miou: float | None
+    seconds: float
+    epochs: int
+
+
+def new_run_dir(cfg: Config, config_name: str) -> Path:
+    name = cfg.output.name or f"{config_name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    run_dir = Path(cfg.output.dir) / name
+    if (run_dir / "checkpoints").exists():
+        raise RsSegError(
+            f"run directory {run_dir} already holds checkpoints: pass --resume {run_dir} to "
+            "continue it, or choose another output.name"
+        )
+    return ensure_writable_dir(run_dir)
+
+
+def train(
+    cfg: Config,
+    *,
+    config_name: str = "run",
+    resume: Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``cfg`` into a new run directory, or continue the run in ``resume``."""
+    if resume is not None:
+        run_dir = Path(resume)
+        ckpt_path = run_dir / "checkpoints" / "last.ckpt"
+        if not ckpt_path.exists():
+            raise RsSegError(f"cannot resume: {ckpt_path} not found")
+    else:
+        run_dir = new_run_dir(cfg, config_name)
+        ckpt_path = None
+    atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
+
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+
+    source = get_source(cfg.data)
+    source.prepare(progress=progress)
+    classes = source.classes()
+    train_scenes, val_scenes = source.scenes("train"), source.scenes("val")
+    bands = cfg.data.bands
+    if cfg.data.mean is not None and cfg.data.std is not None:
+        mean, std = cfg.data.mean, cfg.data.std
+    else:
+        mean, std = band_stats([s.image for s in train_scenes], bands)
+    if bands is not None and len(mean) != len(bands):
+        raise RsSegError(f"data.mean has {len(mean)} values for {len(bands)} selected bands")
+
+    common = dict(tile_size=cfg.data.tile_size, mean=mean, std=std, bands=bands)
+    train_ds = TileDataset(
+        train_scenes, classes, random_shift=cfg.data.random_shift, augment=cfg.data.augment, **common
+    )
+    val_ds = TileDataset(val_scenes, classes, **common)
+    loader = dict(batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
+                  persistent_workers=cfg.data.num_workers > 0)
+    train_dl = DataLoader(train_ds, shuffle=True, drop_last=len(train_ds) > cfg.data.batch_size, **loader)
+    val_dl = DataLoader(val_ds, shuffle=False, **loader)
+
+    accelerator = cfg.train.accelerator
+    device_type = "cuda" if accelerator in ("gpu", "cuda") or (
+        accelerator == "auto" and torch.cuda.is_available()
+    ) else "cpu"
+    bf16 = use_bf16(cfg.train.precision, device_type)
+    channels_last = use_channels_last(cfg.train.channels_last, bf16)
+
+    task = SegmentationTask(
+        cfg.model_dump(mode="json"), classes.to_dict(), list(mean), list(std), bands, channels_last
+    )
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor="val_miou",
+        mode="max",
+        save_last=True,
+        auto_insert_metric_name=False,
+    )
+    trainer = L.Trainer(
+        default_root_dir=run_dir,
+        max_epochs=cfg.train.epochs,
+        max_time=dt.timedelta(minutes=cfg.train.max_minutes) if cfg.train.max_minutes else None,
+        accelerator=accelerator,
+        devices=cfg.train.devices,
+        precision="bf16-mixed" if bf16 else "32-true",
+        deterministic=cfg.train.deterministic,
+        limit_train_batches=cfg.train.limit_train_batches,
+        log_every_n_steps=cfg.train.log_every_n_steps,
+        logger=[
+            CSVLogger(run_dir, name="logs", version=""),
+            TensorBoardLogger(run_dir, name="logs", version="", default_hp_metric=False),
+        ],
+        callbacks=[checkpoints, *([RichProgressBar(leave=True)] if progress else [])],
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+    )
+    log.info("training %s on %d chips (%d validation), bf16=%s", cfg.model.name, len(train_ds), len(val_ds), bf16)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
+        trainer.fit(task, train_dl, val_dl, ckpt_path=ckpt_path)
+    seconds = time.perf_counter() - start
+
+    last = run_dir / "checkpoints" / "last.ckpt"
+    trainer.save_checkpoint(last)  # also covers a stop by max_minutes in the middle of an epoch
+    best = Path(checkpoints.best_model_path) if checkpoints.best_model_path else last
+    score = checkpoints.best_model_score
+    return TrainResult(
+        run_dir=run_dir,
+        best_checkpoint=best,
+        last_checkpoint=last,
+        best_val_miou=None if score is None else float(score),
+        seconds=seconds,
+        epochs=trainer.current_epoch,
+    )
