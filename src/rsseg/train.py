@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import logging
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from rsseg.config import Config
 from rsseg.data.sources import get_source
 from rsseg.data.tiles import TileDataset, band_stats
 from rsseg.errors import RsSegError
-from rsseg.io import atomic_write_text, ensure_writable_dir
+from rsseg.io import atomic_path, atomic_write_text, ensure_writable_dir
 from rsseg.losses import build_loss
 from rsseg.metrics import ConfusionMatrix, compute_metrics
 from rsseg.models import build_model
@@ -94,6 +96,39 @@ class SegmentationTask(L.LightningModule):
         return build_optimizer(self.cfg.optim, self.model.parameters(), self.trainer)
 
 
+def _quiet_lightning() -> None:
+    """Silence Lightning's banner and tips unless ``--debug`` turned INFO logging on."""
+    if logging.getLogger().isEnabledFor(logging.INFO):
+        return
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("lightning"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _preserve_csv_log(run_dir: Path) -> Path | None:
+    """Lightning's CSVLogger deletes an existing metrics.csv; keep a copy to merge back."""
+    current = run_dir / "logs" / "metrics.csv"
+    if not current.exists():
+        return None
+    backup = current.with_name("metrics.before-resume.csv")
+    if not backup.exists():  # a crash during an earlier resume already left the full history here
+        shutil.copy2(current, backup)
+    return backup
+
+
+def _merge_csv_log(run_dir: Path, history: Path) -> None:
+    """Write the pre-resume rows followed by the new ones into logs/metrics.csv."""
+    current = run_dir / "logs" / "metrics.csv"
+    frames = [list(csv.DictReader(p.open(newline=""))) for p in (history, current) if p.exists()]
+    rows = [row for frame in frames for row in frame]
+    keys = sorted({k for row in rows for k in row})
+    with atomic_path(current) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    history.unlink()
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -133,6 +168,7 @@ def train(
         ckpt_path = None
     atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
 
+    _quiet_lightning()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
@@ -177,6 +213,7 @@ def train(
         save_last=True,
         auto_insert_metric_name=False,
     )
+    history = _preserve_csv_log(run_dir) if resume is not None else None
     trainer = L.Trainer(
         default_root_dir=run_dir,
         max_epochs=cfg.train.epochs,
@@ -202,6 +239,8 @@ def train(
         warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
         trainer.fit(task, train_dl, val_dl, ckpt_path=ckpt_path)
     seconds = time.perf_counter() - start
+    if history is not None:
+        _merge_csv_log(run_dir, history)
 
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer.save_checkpoint(last)  # also covers a stop by max_minutes in the middle of an epoch

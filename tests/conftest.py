@@ -1,0 +1,40 @@
+"""Shared fixtures: a tiny synthetic dataset and a one-epoch checkpoint, made once per session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a stray hub download must fail at once
+
+from pathlib import Path
+
+import pytest
+
+TINY_CONFIG = """\
+data:
+  root: {root}
+  synthetic: {{train: 2, val: 1, test: 1, size: 192, seed: 3}}
+  tile_size: 96
+  batch_size: 4
+model: {{base_width: 4, depth: 2}}
+train: {{epochs: 1, threads: 2}}
+output: {{dir: {runs}, name: tiny}}
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_config_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("tiny")
+    path = base / "tiny.yaml"
+    path.write_text(TINY_CONFIG.format(root=base / "data", runs=base / "runs"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_config_path: Path):
+    """A one-epoch training run on tiny synthetic data (the training smoke test's output)."""
+    from rsseg.config import load_config
+    from rsseg.train import train
+
+    cfg = load_config(tiny_config_path)
+    return train(cfg, config_name="tiny", progress=False)

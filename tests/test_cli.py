@@ -1,0 +1,80 @@
+"""The CLI shells: help of every command, exit code 2 with one clear message for bad input."""
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from rsseg import __version__
+from rsseg.cli import app
+
+runner = CliRunner()
+COMMANDS = ["train", "evaluate", "predict", "demo"]
+
+
+def plain(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help(command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in plain(result.output)
+
+
+def test_config_typo_exits_2_without_traceback(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("trian:\n  epochs: 1\n")
+    result = runner.invoke(app, ["train", str(cfg)])
+    assert result.exit_code == 2
+    out = plain(result.output)
+    assert "did you mean 'train'" in out and "Traceback" not in out
+
+
+def test_missing_config_exits_2(tmp_path):
+    result = runner.invoke(app, ["train", str(tmp_path / "missing.yaml")])
+    assert result.exit_code == 2 and "config file not found" in plain(result.output)
+
+
+def test_corrupt_checkpoint_exits_2(tmp_path):
+    ckpt = tmp_path / "bad.ckpt"
+    ckpt.write_bytes(b"\x00garbage")
+    result = runner.invoke(app, ["predict", str(ckpt), str(ckpt), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "bad.ckpt" in plain(result.output)
+
+
+def test_debug_shows_traceback(tmp_path):
+    result = runner.invoke(app, ["--debug", "train", str(tmp_path / "missing.yaml")])
+    assert result.exit_code != 2 and result.exception is not None
+
+
+def test_predict_non_image_input_exits_2(tiny_run, tmp_path):
+    bogus = tmp_path / "notes.tif"
+    bogus.write_text("this is not an image")
+    result = runner.invoke(app, ["predict", str(tiny_run.best_checkpoint), str(bogus), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "notes.tif" in plain(result.output) and "not a readable image" in plain(result.output)
+
+
+def test_predict_unwritable_output_exits_2(tiny_run, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    image = next((tiny_run.run_dir.parent.parent / "data" / "test" / "images").glob("*.tif"))
+    result = runner.invoke(app, ["predict", str(tiny_run.best_checkpoint), str(image), "--out", str(blocker / "sub")])
+    assert result.exit_code == 2 and "cannot create output directory" in plain(result.output)
+
+
+def test_evaluate_and_predict_commands(tiny_run, tmp_path):
+    result = runner.invoke(app, ["evaluate", str(tiny_run.best_checkpoint), "--out", str(tmp_path / "ev")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "ev" / "metrics.json").exists()
+    image = next((tiny_run.run_dir.parent.parent / "data" / "test" / "images").glob("*.tif"))
+    result = runner.invoke(app, ["predict", str(tiny_run.best_checkpoint), str(image), "--out", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p" / f"{image.stem}_classes.tif").exists()
