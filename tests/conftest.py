@@ -38,3 +38,15 @@ def tiny_run(tiny_config_path: Path):
 
     cfg = load_config(tiny_config_path)
     return train(cfg, config_name="tiny", progress=False)
+
+SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (real imagery): skipped where absent, but a failure in CI."""
+    if not SHARED_DATA.is_dir():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"real data folder {SHARED_DATA.resolve()} is missing in CI")
+        pytest.skip("../shared/data not present")
+    return SHARED_DATA.resolve()
