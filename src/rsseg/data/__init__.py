@@ -1,0 +1,1 @@
+"""Datasets: synthetic scene generation, tiling and loading of image/mask pairs."""
