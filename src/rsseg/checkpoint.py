@@ -67,6 +67,6 @@ def load_predictor(path: Path, *, device: torch.device | None = None, config: Co
         keep=cfg.infer.keep,
         batch_size=cfg.infer.batch_size,
         precision="bf16" if bf16 else "32",
-        channels_last=use_channels_last(cfg.train.channels_last, bf16),
+        channels_last=use_channels_last(cfg.train.channels_last, bf16, device.type),
         device=device,
     )

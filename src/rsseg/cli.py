@@ -154,7 +154,9 @@ def predict(
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for data, run and predictions.")] = Path("demo-output"),
     scene_size: Annotated[int, typer.Option(help="Side of the large scene to map.")] = 4096,
-    minutes: Annotated[float, typer.Option(help="Training time budget in minutes.")] = 4.0,
+    minutes: Annotated[
+        float | None, typer.Option(help="Cap on training minutes (default: the config's 9 epochs).")
+    ] = None,
 ) -> None:
     """Generate synthetic data, train, evaluate and map a large scene; prints a summary."""
     from rsseg.demo import run_demo

@@ -131,7 +131,7 @@ class TrainConfig(Section):
         description="bf16 autocast or fp32; auto = bf16 only where the hardware runs it natively.",
     )
     channels_last: Literal["auto", "on", "off"] = Field(
-        "auto", description="channels_last memory format; auto = on together with bf16."
+        "auto", description="channels_last memory format; auto = on for CPUs and with bf16."
     )
     accelerator: str = Field("auto", description="Lightning accelerator: auto, cpu, gpu.")
     devices: int | str = Field("auto", description="Lightning devices (number or 'auto').")

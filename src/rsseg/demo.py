@@ -33,7 +33,7 @@ def run_demo(
     out: Path,
     *,
     scene_size: int = 4096,
-    train_minutes: float = 4.0,
+    train_minutes: float | None = None,
     overrides: list[str] | None = None,
     console: Console | None = None,
     progress: bool = True,
@@ -56,7 +56,7 @@ def run_demo(
             f"data.root={out / 'data'}",
             f"output.dir={out / 'runs'}",
             "output.name=demo",
-            f"train.max_minutes={train_minutes}",
+            *([f"train.max_minutes={train_minutes}"] if train_minutes else []),
             *(overrides or []),
         ],
     )

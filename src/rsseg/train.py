@@ -200,7 +200,7 @@ def train(
         accelerator == "auto" and torch.cuda.is_available()
     ) else "cpu"
     bf16 = use_bf16(cfg.train.precision, device_type)
-    channels_last = use_channels_last(cfg.train.channels_last, bf16)
+    channels_last = use_channels_last(cfg.train.channels_last, bf16, device_type)
 
     task = SegmentationTask(
         cfg.model_dump(mode="json"), classes.to_dict(), list(mean), list(std), bands, channels_last
