@@ -106,3 +106,8 @@ def test_every_option_is_documented():
                 walk(sub)
 
     walk(Config)
+
+
+def test_unknown_key_inside_a_list_of_sections_lists_valid_keys():
+    with pytest.raises(RsSegError, match=r"unknown key 'loss.terms.0.wieght'; did you mean 'loss.terms.0.weight'"):
+        load_config(None, ["loss.terms=[{name: ce, wieght: 1}]"])

@@ -100,3 +100,11 @@ def test_foreign_checkpoint(tmp_path):
     torch.save({"weights": torch.zeros(2)}, path)
     with pytest.raises(RsSegError, match="not an rsseg checkpoint"):
         load_predictor(path)
+
+
+def test_frequency_weighted_loss_trains_and_reloads(tiny_config_path, tmp_path):
+    cfg = load_config(tiny_config_path, [f"output.dir={tmp_path}", "output.name=w", "loss.class_weights=inverse"])
+    result = train(cfg, progress=False)
+    hp = read_checkpoint(result.last_checkpoint)["hyper_parameters"]
+    assert len(hp["class_counts"]) == 7 and sum(hp["class_counts"]) > 0
+    assert load_predictor(result.last_checkpoint).classes.num_classes == 7

@@ -98,12 +98,45 @@ class UNetConfig(Section):
     )
 
 
+LossName = Literal["ce", "focal", "dice", "jaccard", "lovasz"]
+
+
+class LossTerm(Section):
+    name: LossName = Field(description="Loss from the registry (`rsseg.losses.LOSSES`).")
+    weight: float = Field(1.0, gt=0, description="Factor of this loss in the weighted sum.")
+
+
 class LossConfig(Section):
-    name: Literal["ce"] = Field("ce", description="Loss from the registry (`rsseg.losses.LOSSES`).")
-    class_weights: list[float] | None = Field(
-        None, description="Per-class weights for cross-entropy; null = unweighted."
+    name: LossName = Field(
+        "ce", description="Loss from the registry (`rsseg.losses.LOSSES`); unused when `terms` is set."
+    )
+    terms: list[LossTerm] | None = Field(
+        None,
+        min_length=1,
+        description="Weighted sum of losses instead of `name`, e.g. [{name: ce}, {name: dice, weight: 0.5}].",
+    )
+    class_weights: Literal["inverse", "median"] | list[float] | None = Field(
+        None,
+        description="Per-class ce/focal weights: a list, inverse (N/(K*N_c)), median (median freq.), null = none.",
     )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Cross-entropy label smoothing.")
+    gamma: float = Field(2.0, ge=0.0, description="Focal exponent: (1 - p_t)^gamma down-weights easy pixels.")
+    alpha: float | None = Field(
+        None, gt=0.0, description="Focal constant factor alpha (Lin et al.); null = 1. Per class: class_weights."
+    )
+    smooth: float = Field(0.0, ge=0.0, description="Dice/Jaccard smoothing added to numerator and denominator.")
+
+    @model_validator(mode="after")
+    def _check(self) -> LossConfig:
+        if self.terms is not None and self.name != "ce":
+            raise ValueError("give either `name` or `terms`, not both (leave `name` unset with `terms`)")
+        names = {t.name for t in self.terms} if self.terms is not None else {self.name}
+        if self.class_weights is not None and not names & {"ce", "focal"}:
+            raise ValueError("`class_weights` apply to ce and focal only, and no such loss is used")
+        if isinstance(self.class_weights, list):
+            if min(self.class_weights, default=0.0) < 0 or sum(self.class_weights) <= 0:
+                raise ValueError("`class_weights` must be >= 0 with at least one positive")
+        return self
 
 
 class OptimConfig(Section):
@@ -264,6 +297,8 @@ def _field_info(loc: list[str]):
     model: type[BaseModel] | None = Config
     info = None
     for part in loc:
+        if part.isdigit() and info is not None:  # an index into a list of sections
+            continue
         if model is None or part not in model.model_fields:
             return None
         info = model.model_fields[part]
@@ -272,8 +307,13 @@ def _field_info(loc: list[str]):
 
 
 def _submodel(annotation: Any) -> type[BaseModel] | None:
+    """The section class inside ``annotation`` (also through ``X | None`` and ``list[X]``)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
+    for arg in typing.get_args(annotation):
+        found = _submodel(arg)
+        if found is not None:
+            return found
     return None
 
 

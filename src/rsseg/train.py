@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from rsseg import __version__
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.config import Config
+from rsseg.data.priors import class_pixel_counts
 from rsseg.data.sources import get_source
 from rsseg.data.tiles import TileDataset, band_stats
 from rsseg.errors import RsSegError
@@ -49,6 +50,7 @@ class SegmentationTask(L.LightningModule):
         std: list[float],
         bands: list[int] | None,
         channels_last: bool = False,
+        class_counts: list[int] | None = None,
         rsseg_version: str = __version__,
     ) -> None:
         super().__init__()
@@ -56,7 +58,7 @@ class SegmentationTask(L.LightningModule):
         self.cfg = Config.model_validate(config)
         self.classes = ClassTable.from_dict(classes)
         self.model = build_model(self.cfg.model, len(mean), self.classes.num_classes)
-        self.loss_fn = build_loss(self.cfg.loss, self.classes.num_classes)
+        self.loss_fn = build_loss(self.cfg.loss, self.classes.num_classes, class_counts)
         self.use_channels_last = channels_last
         self.val_confusion = ConfusionMatrix(self.classes.num_classes)
         if channels_last:
@@ -202,8 +204,14 @@ def train(
     bf16 = use_bf16(cfg.train.precision, device_type)
     channels_last = use_channels_last(cfg.train.channels_last, bf16, device_type)
 
+    class_counts = None
+    if isinstance(cfg.loss.class_weights, str):  # "inverse" / "median" need the class priors
+        counts = class_pixel_counts([s.mask for s in train_scenes if s.mask], classes.num_classes)
+        counts[list(classes.ignore)] = 0
+        class_counts = [int(c) for c in counts]
     task = SegmentationTask(
-        cfg.model_dump(mode="json"), classes.to_dict(), list(mean), list(std), bands, channels_last
+        cfg.model_dump(mode="json"), classes.to_dict(), list(mean), list(std), bands, channels_last,
+        class_counts,
     )
     checkpoints = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
