@@ -78,3 +78,12 @@ def test_evaluate_and_predict_commands(tiny_run, tmp_path):
     result = runner.invoke(app, ["predict", str(tiny_run.best_checkpoint), str(image), "--out", str(tmp_path / "p")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "p" / f"{image.stem}_classes.tif").exists()
+
+
+def test_predict_invalid_border_correction_exits_2(tiny_run, tmp_path):
+    image = next((tiny_run.run_dir.parent.parent / "data" / "test" / "images").glob("*.tif"))
+    result = runner.invoke(
+        app, ["predict", str(tiny_run.best_checkpoint), str(image), "--window", "200", "--keep", "224",
+              "--out", str(tmp_path)],
+    )
+    assert result.exit_code == 2 and "invalid border correction" in plain(result.output)

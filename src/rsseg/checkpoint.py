@@ -35,12 +35,9 @@ def read_checkpoint(path: Path) -> dict:
     return ckpt
 
 
-def checkpoint_config(path: Path) -> Config:
-    return Config.model_validate(read_checkpoint(path)["hyper_parameters"]["config"])
-
-
 def load_predictor(path: Path, *, device: torch.device | None = None, config: Config | None = None) -> Predictor:
-    """Checkpoint -> ready-to-run ``Predictor``. ``config`` may override the inference settings."""
+    """Checkpoint -> ready-to-run ``Predictor``; ``config`` replaces the run's saved config
+    (inference settings, data); ``predictor.config`` is whichever was used."""
     ckpt = read_checkpoint(path)
     hp = ckpt["hyper_parameters"]
     try:
@@ -69,4 +66,5 @@ def load_predictor(path: Path, *, device: torch.device | None = None, config: Co
         precision="bf16" if bf16 else "32",
         channels_last=use_channels_last(cfg.train.channels_last, bf16, device.type),
         device=device,
+        config=cfg,
     )

@@ -134,17 +134,12 @@ def predict(
     keep: Annotated[int | None, typer.Option(help="Kept centre size (default: checkpoint's).")] = None,
 ) -> None:
     """Predict whole scenes with Border Correction: class GeoTIFF + colour and blend PNGs."""
-    from rsseg.checkpoint import checkpoint_config, load_predictor
+    from rsseg.checkpoint import load_predictor
     from rsseg.infer import predict_files
 
-    cfg = checkpoint_config(checkpoint)
-    if window is not None or keep is not None:
-        from rsseg.config import validate_config
-
-        raw = cfg.model_dump(mode="json")
-        raw["infer"].update({k: v for k, v in (("window", window), ("keep", keep)) if v is not None})
-        cfg = validate_config(raw, "--window/--keep")
-    predictor = load_predictor(checkpoint, config=cfg)
+    predictor = load_predictor(checkpoint)
+    predictor.window = window or predictor.window
+    predictor.keep = keep or predictor.keep
     for paths in predict_files(predictor, inputs, out):
         console.print("  ".join(f"{k}: {v}" for k, v in paths.items()))
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from rsseg.checkpoint import checkpoint_config, load_predictor
+from rsseg.checkpoint import load_predictor
 from rsseg.classes import IGNORE_INDEX
 from rsseg.config import Config
 from rsseg.data.sources import get_source, with_ignored
@@ -51,8 +51,8 @@ def evaluate(
 ) -> EvalResult:
     """Predict every scene of ``split`` and write ``metrics.json`` + a confusion-matrix PNG."""
     checkpoint = Path(checkpoint)
-    cfg = config or checkpoint_config(checkpoint)
-    predictor = load_predictor(checkpoint, config=cfg)
+    predictor = load_predictor(checkpoint, config=config)
+    cfg = predictor.config
     out_dir = ensure_writable_dir(Path(out) if out else run_dir_of(checkpoint) / f"eval-{split}")
 
     source = get_source(cfg.data)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -31,6 +31,8 @@ class Predictor:
     precision: Literal["bf16", "32"] = "bf16"
     channels_last: bool = True
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    #: the run's ``rsseg.config.Config`` when loaded from a checkpoint (data, model, infer...)
+    config: Any = None
 
     def __post_init__(self) -> None:
         self.model.eval().to(self.device)
