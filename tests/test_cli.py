@@ -9,7 +9,7 @@ from rsseg import __version__
 from rsseg.cli import app
 
 runner = CliRunner()
-COMMANDS = ["train", "evaluate", "predict", "demo"]
+COMMANDS = ["train", "evaluate", "predict", "demo", "models"]
 
 
 def plain(text: str) -> str:

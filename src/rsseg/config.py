@@ -15,10 +15,17 @@ import difflib
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rsseg.errors import RsSegError
 
@@ -96,6 +103,90 @@ class UNetConfig(Section):
     up: Literal["transpose", "bilinear"] = Field(
         "transpose", description="Up-sampling: 2x2 transpose conv (seed baseline) or bilinear + 3x3."
     )
+
+
+class UNetSmallConfig(Section):
+    name: Literal["unet-small"] = Field(
+        "unet-small", description="Model from the registry (`rsseg models list`)."
+    )
+    up: Literal["transpose", "bilinear"] = Field(
+        "transpose", description="Up-sampling: 2x2 transpose conv or bilinear + 3x3 (widths 32-64-128-256)."
+    )
+
+
+class _SMPEncoderConfig(Section):
+    """Shared options of the segmentation-models-pytorch models (random init, no download)."""
+
+    name: str = Field(description="Model from the registry (`rsseg models list`).")
+    encoder: str = Field(
+        "resnet34", description="SMP encoder, e.g. resnet18/34/50/101, mobilenet_v2, timm-tf_efficientnet_lite0."
+    )
+    encoder_depth: int = Field(5, ge=3, le=5, description="Encoder stages used (output stride 2**depth).")
+
+
+class _SMPUNetLikeConfig(_SMPEncoderConfig):
+    decoder_channels: list[int] | None = Field(
+        None,
+        description="Decoder widths, one per encoder stage; null = (256, 128, 64, 32, 16)[:encoder_depth].",
+    )
+
+    @model_validator(mode="after")
+    def _decoder_per_stage(self) -> _SMPUNetLikeConfig:
+        channels = self.decoder_channels
+        if channels is not None and (len(channels) != self.encoder_depth or min(channels) < 1):
+            raise ValueError("`decoder_channels` needs one positive width per encoder stage (`encoder_depth`)")
+        return self
+
+
+class SMPUNetConfig(_SMPUNetLikeConfig):
+    name: Literal["smp-unet"] = Field("smp-unet", description="Model from the registry (`rsseg models list`).")
+
+
+class SMPUNetPlusPlusConfig(_SMPUNetLikeConfig):
+    name: Literal["smp-unetplusplus"] = Field(
+        "smp-unetplusplus", description="Model from the registry (`rsseg models list`)."
+    )
+
+
+class SMPDeepLabV3PlusConfig(_SMPEncoderConfig):
+    name: Literal["smp-deeplabv3plus"] = Field(
+        "smp-deeplabv3plus", description="Model from the registry (`rsseg models list`)."
+    )
+    decoder_channels: int = Field(256, ge=1, description="Width of the ASPP decoder.")
+
+
+class DeepLabV3ResNet101Config(Section):
+    name: Literal["deeplabv3-resnet101"] = Field(
+        "deeplabv3-resnet101", description="Model from the registry (`rsseg models list`)."
+    )
+
+
+class DeepLabV3MobileNetConfig(Section):
+    name: Literal["deeplabv3-mobilenetv3"] = Field(
+        "deeplabv3-mobilenetv3", description="Model from the registry (`rsseg models list`)."
+    )
+
+
+class SegFormerConfig(Section):
+    name: Literal["segformer"] = Field("segformer", description="Model from the registry (`rsseg models list`).")
+    variant: Literal["b0", "b1", "b2", "b3", "b4", "b5"] = Field(
+        "b0", description="MiT encoder size, b0 (3.7M params) to b5 (82M)."
+    )
+    decoder_channels: int = Field(256, ge=1, description="Width of the all-MLP decoder.")
+
+
+ModelConfig = Annotated[
+    UNetConfig
+    | UNetSmallConfig
+    | SMPUNetConfig
+    | SMPUNetPlusPlusConfig
+    | SMPDeepLabV3PlusConfig
+    | DeepLabV3ResNet101Config
+    | DeepLabV3MobileNetConfig
+    | SegFormerConfig,
+    Field(discriminator="name"),
+]
+"""A model section; ``name`` picks the class (default ``unet``)."""
 
 
 LossName = Literal["ce", "focal", "dice", "jaccard", "lovasz"]
@@ -196,12 +287,19 @@ class OutputConfig(Section):
 
 class Config(Section):
     data: DataConfig = Field(default_factory=DataConfig, description="What to train on.")
-    model: UNetConfig = Field(default_factory=UNetConfig, description="Network architecture.")
+    model: ModelConfig = Field(default_factory=UNetConfig, description="Network architecture.")
     loss: LossConfig = Field(default_factory=LossConfig, description="Training loss.")
     optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimiser and schedule.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training loop.")
     infer: InferConfig = Field(default_factory=InferConfig, description="Scene prediction.")
     output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs go.")
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_name_default(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "name" not in value:  # `name` defaults to unet
+            return {"name": "unet", **value}
+        return value
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -278,12 +376,13 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
 
 def _describe_error(err: dict[str, Any]) -> str:
     loc = [str(p) for p in err["loc"]]
-    key = ".".join(loc) or "<top level>"
+    shown = _without_tags(loc)  # pydantic adds the union member's tag, e.g. model.smp-unet.encoder
+    key = ".".join(shown) or "<top level>"
     if err["type"] == "extra_forbidden":
         fields = _fields_at(loc[:-1])
         hint = difflib.get_close_matches(loc[-1], fields, n=1, cutoff=0.5)
-        parent = ".".join(loc[:-1])
-        suggestion = f"; did you mean '{'.'.join([*loc[:-1], hint[0]])}'?" if hint else ""
+        parent = ".".join(shown[:-1])
+        suggestion = f"; did you mean '{'.'.join([*shown[:-1], hint[0]])}'?" if hint else ""
         valid = f" (valid keys{' in ' + parent if parent else ''}: {', '.join(fields)})"
         return f"unknown key '{key}'{suggestion}{valid}"
     expected = _expected_type(loc)
@@ -293,17 +392,47 @@ def _describe_error(err: dict[str, Any]) -> str:
     return f"{key}: {err['msg']}{exp_text}{got_text}"
 
 
-def _field_info(loc: list[str]):
+def _walk(loc: list[str]) -> tuple[Any, type[BaseModel] | None, list[str]]:
+    """Follow ``loc`` from ``Config``: (field info, section class there, loc without union tags).
+
+    A tagged-union field (``model``) is followed into the member its tag in ``loc`` names.
+    """
     model: type[BaseModel] | None = Config
     info = None
-    for part in loc:
+    tags: dict[str, type[BaseModel]] = {}
+    shown: list[str] = []
+    for i, part in enumerate(loc):
+        if part in tags:
+            model, tags = tags[part], {}
+            continue
+        shown.append(part)
         if part.isdigit() and info is not None:  # an index into a list of sections
             continue
         if model is None or part not in model.model_fields:
-            return None
+            return None, None, shown + loc[i + 1 :]
         info = model.model_fields[part]
+        tags = _union_members(info.annotation)
         model = _submodel(info.annotation)
-    return info
+    return info, model, shown
+
+
+def _field_info(loc: list[str]):
+    return _walk(loc)[0]
+
+
+def _without_tags(loc: list[str]) -> list[str]:
+    return _walk(loc)[2]
+
+
+def _union_members(annotation: Any) -> dict[str, type[BaseModel]]:
+    """Tag -> section of a union of sections told apart by a ``Literal`` ``name``."""
+    members: dict[str, type[BaseModel]] = {}
+    for arg in typing.get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel) and "name" in arg.model_fields:
+            tag = arg.model_fields["name"].annotation
+            if typing.get_origin(tag) is Literal:
+                members.update(dict.fromkeys(typing.get_args(tag), arg))
+    return members if len(members) > 1 else {}
 
 
 def _submodel(annotation: Any) -> type[BaseModel] | None:
@@ -320,13 +449,14 @@ def _submodel(annotation: Any) -> type[BaseModel] | None:
 def _fields_at(loc: list[str]) -> list[str]:
     if not loc:
         return list(Config.model_fields)
-    info = _field_info(loc)
-    model = _submodel(info.annotation) if info is not None else None
+    model = _walk(loc)[1]
     return list(model.model_fields) if model else []
 
 
 def _expected_type(loc: list[str]) -> str | None:
     info = _field_info(loc)
+    if info is not None and _union_members(info.annotation):  # pydantic's message lists the tags
+        return None
     return _type_name(info.annotation) if info is not None else None
 
 

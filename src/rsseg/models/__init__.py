@@ -13,6 +13,7 @@ from torch import nn
 
 from rsseg.errors import RsSegError
 from rsseg.models.unet import UNet
+from rsseg.models.zoo import ZOO
 
 ModelBuilder = Callable[[Any, int, int], nn.Module]
 
@@ -23,6 +24,7 @@ def _build_unet(cfg: Any, in_channels: int, num_classes: int) -> nn.Module:
 
 MODELS: dict[str, ModelBuilder] = {
     "unet": _build_unet,
+    **ZOO,
 }
 
 
@@ -41,4 +43,33 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["MODELS", "build_model", "count_parameters"]
+def model_configs() -> dict[str, type]:
+    """The config section class of every model name declared in ``rsseg.config``."""
+    from rsseg.config import Config, _union_members
+
+    return _union_members(Config.model_fields["model"].annotation)
+
+
+def describe_models(
+    with_parameters: bool = False, in_channels: int = 3, num_classes: int = 7
+) -> list[dict[str, Any]]:
+    """One dict per registered model: ``name``, ``options`` ({option: default}), ``doc``
+    ({option: description}) and, with ``with_parameters``, ``parameters`` for the given bands
+    and classes (builds every model: slow for the large ones)."""
+    configs = model_configs()
+    rows = []
+    for name in MODELS:
+        cls = configs.get(name)
+        fields = {k: v for k, v in cls.model_fields.items() if k != "name"} if cls else {}
+        row: dict[str, Any] = {
+            "name": name,
+            "options": {k: v.get_default(call_default_factory=True) for k, v in fields.items()},
+            "doc": {k: v.description or "" for k, v in fields.items()},
+        }
+        if with_parameters and cls is not None:
+            row["parameters"] = count_parameters(build_model(cls(), in_channels, num_classes))
+        rows.append(row)
+    return rows
+
+
+__all__ = ["MODELS", "build_model", "count_parameters", "describe_models", "model_configs"]

@@ -1,0 +1,190 @@
+"""The model zoo: every registered model builds for any bands/classes, returns logits at the
+input size (also for sizes not divisible by 32), trains, and is declared in the config schema."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from typer.testing import CliRunner
+
+from rsseg.cli import app
+from rsseg.config import Config, load_config, validate_config
+from rsseg.errors import RsSegError
+from rsseg.models import MODELS, build_model, describe_models, model_configs
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # these tiny tensors gain nothing from threads, and on a busy shared CPU two threads
+    # spin-wait on each other (10-50x slower)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# small settings per model, so that the whole file runs in well under a minute on 2 cores
+SMALL = {
+    "unet": {"base_width": 8, "depth": 3},
+    "smp-unet": {"encoder": "resnet18", "decoder_channels": [64, 32, 16, 16, 8]},
+    "smp-unetplusplus": {"encoder": "resnet18", "encoder_depth": 4, "decoder_channels": [32, 16, 16, 8]},
+    "smp-deeplabv3plus": {"encoder": "resnet18", "decoder_channels": 64},
+    "segformer": {"variant": "b0", "decoder_channels": 64},
+}
+LARGE = {"deeplabv3-resnet101"}  # built once only
+CASES = [(3, 2), (4, 16), (10, 6)]  # (in_channels, num_classes)
+H, W = 67, 45  # not divisible by 32 (nor by 2)
+TRAIN_H, TRAIN_W = 37, 29  # smaller, to keep the training steps fast
+# one Adam step at lr 1e-3 moves every weight by ~1e-3 (Adam's first step is sign-like), which
+# overshoots on these deep randomly initialised nets; at their usual learning rates it descends
+LR = {"segformer": 1e-4, "deeplabv3-mobilenetv3": 1e-4}
+
+
+def small_config(name: str):
+    return model_configs()[name](name=name, **SMALL.get(name, {}))
+
+
+def plain(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def train_step_lowers_loss(model: torch.nn.Module, in_channels: int, num_classes: int, lr: float) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, in_channels, TRAIN_H, TRAIN_W)
+    y = torch.randint(0, num_classes, (2, TRAIN_H, TRAIN_W))
+    model.train()  # batch of 2 for batch norm in train mode
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def loss() -> torch.Tensor:
+        torch.manual_seed(1)  # the same dropout / drop-path masks in both passes
+        out = model(x)
+        assert out.shape == (2, num_classes, TRAIN_H, TRAIN_W)
+        return F.cross_entropy(out, y)
+
+    before = loss()
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    with torch.no_grad():
+        after = loss()
+    assert after.item() < before.item(), (before.item(), after.item())
+
+
+def test_every_model_is_declared_in_the_config():
+    assert set(model_configs()) == set(MODELS)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"c{c}-k{k}" for c, k in CASES])
+@pytest.mark.parametrize("name", sorted(set(MODELS) - LARGE))
+def test_model_builds_and_returns_input_size(name, case):
+    in_channels, num_classes = case
+    torch.manual_seed(0)
+    model = build_model(small_config(name), in_channels, num_classes)
+    if case == CASES[-1]:
+        train_step_lowers_loss(model, in_channels, num_classes, LR.get(name, 1e-3))
+    else:
+        model.eval()
+        with torch.no_grad():
+            out = model(torch.randn(1, in_channels, H, W))
+        assert out.shape == (1, num_classes, H, W)
+
+
+@pytest.mark.parametrize("name", sorted(LARGE))
+def test_large_model_once(name):
+    # built once (58M parameters): logits at the input size, then one training step
+    torch.manual_seed(0)
+    model = build_model(small_config(name), 10, 16).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 10, H, W)).shape == (1, 16, H, W)
+    train_step_lowers_loss(model, 10, 16, LR.get(name, 1e-3))
+
+
+def test_tiny_input_replicate_pad():
+    # the pad exceeds the input size: replicate instead of reflect
+    model = build_model(small_config("smp-unet"), 3, 2).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 5, 40)).shape == (1, 2, 5, 40)
+
+
+def test_smp_other_encoders():
+    cfg = load_config(None, ["model.name=smp-unet", "model.encoder=mobilenet_v2", "model.encoder_depth=3"])
+    model = build_model(cfg.model, 10, 3).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 10, 33, 50)).shape == (1, 3, 33, 50)
+
+
+def test_unknown_model_name_lists_valid_names():
+    with pytest.raises(RsSegError) as info:
+        load_config(None, ["model.name=nope"])
+    for name in MODELS:
+        assert f"'{name}'" in str(info.value)
+
+    class Fake:
+        name = "nope"
+
+    with pytest.raises(RsSegError, match="unknown model 'nope'.*smp-unet"):
+        build_model(Fake(), 3, 2)
+
+
+def test_unknown_encoder_lists_valid_encoders():
+    cfg = load_config(None, ["model.name=smp-deeplabv3plus", "model.encoder=resnet19"])
+    with pytest.raises(RsSegError, match="unknown SMP encoder 'resnet19'.*resnet18.*resnet34"):
+        build_model(cfg.model, 3, 2)
+
+
+def test_unknown_key_in_a_model_section_is_named():
+    with pytest.raises(RsSegError) as info:
+        load_config(None, ["model.name=smp-unet", "model.encodr=resnet18"])
+    message = str(info.value)
+    assert "unknown key 'model.encodr'" in message
+    assert "did you mean 'model.encoder'" in message
+    assert "smp-unet" not in message  # pydantic's union tag is not shown as a key
+
+
+def test_wrong_type_in_a_model_section():
+    with pytest.raises(RsSegError, match=r"model\.variant: .*'b0'"):
+        load_config(None, ["model.name=segformer", "model.variant=b9"])
+    with pytest.raises(RsSegError, match="decoder_channels"):
+        load_config(None, ["model.name=smp-unet", "model.decoder_channels=[8, 8]"])
+
+
+def test_model_section_from_yaml():
+    cfg = validate_config(yaml.safe_load("model: {name: smp-unet, encoder: resnet18}"))
+    assert cfg.model.name == "smp-unet" and cfg.model.encoder == "resnet18"
+    assert validate_config({"model": {"base_width": 8}}).model.name == "unet"  # name defaults to unet
+    assert Config().model.name == "unet"
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_config_round_trip(name):
+    cfg = load_config(None, [f"model.name={name}"])
+    assert cfg.model.name == name
+    again = Config.model_validate(yaml.safe_load(cfg.to_yaml()))
+    assert again == cfg
+    assert type(again.model) is type(cfg.model)
+
+
+def test_every_model_option_is_documented():
+    for name, cls in model_configs().items():
+        for key, info in cls.model_fields.items():
+            assert info.description, f"{name}.{key} has no description"
+
+
+def test_describe_models():
+    rows = {row["name"]: row for row in describe_models()}
+    assert set(rows) == set(MODELS)
+    assert rows["smp-unet"]["options"]["encoder"] == "resnet34"
+    assert rows["segformer"]["options"]["variant"] == "b0"
+
+
+def test_cli_models_list():
+    result = CliRunner().invoke(app, ["models", "list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = plain(result.output)
+    for name in MODELS:
+        assert name in text
+    assert "encoder: resnet34" in text
