@@ -45,9 +45,10 @@ def count_parameters(model: nn.Module) -> int:
 
 def model_configs() -> dict[str, type]:
     """The config section class of every model name declared in ``rsseg.config``."""
-    from rsseg.config import Config, _union_members
+    from rsseg.config import Config
+    from rsseg.config_errors import union_members
 
-    return _union_members(Config.model_fields["model"].annotation)
+    return union_members(Config.model_fields["model"].annotation)
 
 
 def describe_models(
