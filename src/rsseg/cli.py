@@ -67,9 +67,7 @@ def _root(
     _state["debug"] = debug
     if debug:
         logging.basicConfig(level=logging.INFO)
-    else:  # keep the terminal for progress bars and results, not library chatter
-        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+    else:  # keep the terminal for progress bars and results (train() quiets Lightning's logs)
         warnings.filterwarnings("ignore", module="lightning")
         warnings.filterwarnings("ignore", category=DeprecationWarning)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
