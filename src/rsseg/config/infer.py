@@ -1,0 +1,30 @@
+"""The `infer:` and `output:` sections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from rsseg.config.base import Section
+
+
+class InferConfig(Section):
+    window: int = Field(256, ge=16, description="Window the model sees (Border Correction input).")
+    keep: int = Field(224, ge=8, description="Centre of each window kept in the output map.")
+    batch_size: int = Field(8, ge=1, description="Windows per forward pass.")
+
+    @model_validator(mode="after")
+    def _window_keep(self) -> InferConfig:
+        if self.keep > self.window or (self.window - self.keep) % 2:
+            raise ValueError("`keep` must be <= `window` and `window - keep` must be even")
+        return self
+
+
+class OutputConfig(Section):
+    dir: Path = Field(Path("runs"), description="Parent folder of run directories.")
+    name: str | None = Field(
+        None, description="Run directory name; null = config file stem + timestamp."
+    )
+
+

@@ -1,0 +1,87 @@
+"""The `loss:`, `optim:` and `train:` sections."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from rsseg.config.base import Section
+
+LossName = Literal["ce", "focal", "dice", "jaccard", "lovasz"]
+
+
+class LossTerm(Section):
+    name: LossName = Field(description="Loss from the registry (`rsseg.losses.LOSSES`).")
+    weight: float = Field(1.0, gt=0, description="Factor of this loss in the weighted sum.")
+
+
+class LossConfig(Section):
+    name: LossName = Field(
+        "ce", description="Loss from the registry (`rsseg.losses.LOSSES`); unused when `terms` is set."
+    )
+    terms: list[LossTerm] | None = Field(
+        None,
+        min_length=1,
+        description="Weighted sum of losses instead of `name`, e.g. [{name: ce}, {name: dice, weight: 0.5}].",
+    )
+    class_weights: Literal["inverse", "median"] | list[float] | None = Field(
+        None,
+        description="Per-class ce/focal weights: a list, inverse (N/(K*N_c)), median (median freq.), null = none.",
+    )
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Cross-entropy label smoothing.")
+    gamma: float = Field(2.0, ge=0.0, description="Focal exponent: (1 - p_t)^gamma down-weights easy pixels.")
+    alpha: float | None = Field(
+        None, gt=0.0, description="Focal constant factor alpha (Lin et al.); null = 1. Per class: class_weights."
+    )
+    smooth: float = Field(0.0, ge=0.0, description="Dice/Jaccard smoothing added to numerator and denominator.")
+
+    @model_validator(mode="after")
+    def _check(self) -> LossConfig:
+        if self.terms is not None and self.name != "ce":
+            raise ValueError("give either `name` or `terms`, not both (leave `name` unset with `terms`)")
+        names = {t.name for t in self.terms} if self.terms is not None else {self.name}
+        if self.class_weights is not None and not names & {"ce", "focal"}:
+            raise ValueError("`class_weights` apply to ce and focal only, and no such loss is used")
+        weights = self.class_weights
+        if isinstance(weights, list) and (min(weights, default=0.0) < 0 or sum(weights) <= 0):
+            raise ValueError("`class_weights` must be >= 0 with at least one positive")
+        return self
+
+
+class OptimConfig(Section):
+    name: Literal["sgd", "adam", "adamw"] = Field("adam", description="Optimiser.")
+    lr: float = Field(0.003, gt=0, description="Initial learning rate.")
+    momentum: float = Field(0.9, ge=0, description="SGD momentum.")
+    weight_decay: float = Field(1e-5, ge=0, description="Weight decay.")
+    scheduler: Literal["poly", "step", "none"] = Field(
+        "poly", description="LR schedule: polynomial decay over all steps, step decay, or none."
+    )
+    power: float = Field(0.9, gt=0, description="Power of the polynomial schedule (seed ADAM1: 2).")
+    step_size: int = Field(15, ge=1, description="Epochs between step-LR decays (seed 001: 15).")
+    gamma: float = Field(0.1, gt=0, description="Step-LR decay factor.")
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, ge=1, description="Maximum number of epochs.")
+    max_minutes: float | None = Field(
+        None, gt=0, description="Stop training after this wall-clock budget (checkpoints kept)."
+    )
+    seed: int = Field(0, description="Seed for weights, sampling and augmentation.")
+    deterministic: bool = Field(True, description="Use deterministic algorithms (reproducible runs).")
+    precision: Literal["auto", "bf16", "32"] = Field(
+        "auto",
+        description="bf16 autocast or fp32; auto = bf16 only where the hardware runs it natively.",
+    )
+    channels_last: Literal["auto", "on", "off"] = Field(
+        "auto", description="channels_last memory format; auto = on for CPUs and with bf16."
+    )
+    accelerator: str = Field("auto", description="Lightning accelerator: auto, cpu, gpu.")
+    devices: int | str = Field("auto", description="Lightning devices (number or 'auto').")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; null = library default.")
+    limit_train_batches: int | float | None = Field(
+        None, description="Batches per epoch (int) or fraction (float); null = all."
+    )
+    log_every_n_steps: int = Field(10, ge=1, description="Logging interval in steps.")
+
+
