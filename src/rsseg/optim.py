@@ -15,10 +15,21 @@ OPTIMIZERS: dict[str, Callable[[Any, Iterable[torch.nn.Parameter]], torch.optim.
 
 
 def _poly(cfg: Any, opt: torch.optim.Optimizer, trainer: Any) -> dict:
-    """Polynomial decay to zero over every optimiser step of the run (per step, not epoch)."""
-    total = max(1, int(trainer.estimated_stepping_batches)) if trainer is not None else 1000
+    """Polynomial decay to zero over ``total_iters`` steps or epochs (default: the whole run).
+
+    Per step (default) the LR falls smoothly; per epoch with a fixed length is the seed's
+    PolynomialLR (SGD1: 20 epochs, after which the LR stays at zero).
+    """
+    total = cfg.total_iters
+    if total is None:
+        if trainer is None:
+            total = 1000
+        elif cfg.interval == "step":
+            total = max(1, int(trainer.estimated_stepping_batches))
+        else:
+            total = max(1, int(trainer.max_epochs or 1))
     sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=total, power=cfg.power)
-    return {"scheduler": sched, "interval": "step"}
+    return {"scheduler": sched, "interval": cfg.interval}
 
 
 def _step(cfg: Any, opt: torch.optim.Optimizer, trainer: Any) -> dict:

@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader
 
 from rsseg import __version__
+from rsseg.callbacks import training_callbacks
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.config import Config
 from rsseg.data.priors import class_pixel_counts
@@ -237,7 +238,11 @@ def train(
             CSVLogger(run_dir, name="logs", version=""),
             TensorBoardLogger(run_dir, name="logs", version="", default_hp_metric=False),
         ],
-        callbacks=[checkpoints, *([RichProgressBar(leave=True)] if progress else [])],
+        callbacks=[
+            checkpoints,
+            *training_callbacks(cfg, task.model),
+            *([RichProgressBar(leave=True)] if progress else []),
+        ],
         enable_progress_bar=progress,
         enable_model_summary=False,
     )

@@ -32,7 +32,13 @@ from rsseg.config.model import (
     UNetConfig,
     UNetSmallConfig,
 )
-from rsseg.config.training import LossConfig, LossTerm, OptimConfig, TrainConfig
+from rsseg.config.training import (
+    EarlyStoppingConfig,
+    LossConfig,
+    LossTerm,
+    OptimConfig,
+    TrainConfig,
+)
 from rsseg.errors import RsSegError
 
 __all__ = [
@@ -40,6 +46,7 @@ __all__ = [
     "DataConfig",
     "DeepLabV3MobileNetConfig",
     "DeepLabV3ResNet101Config",
+    "EarlyStoppingConfig",
     "InferConfig",
     "LossConfig",
     "LossTerm",

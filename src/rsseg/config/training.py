@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from rsseg.config.base import Section
 
@@ -49,17 +49,52 @@ class LossConfig(Section):
         return self
 
 
+#: Seed optimisation presets (seed 000 §4: SGD1 and ADAM1). Keys the user sets win.
+OPTIM_PRESETS: dict[str, dict[str, Any]] = {
+    # SGD lr 0.006, momentum 0.9, wd 1e-5, PolynomialLR over 20 epochs (power 1, torch's default)
+    "sgd1": {"name": "sgd", "lr": 0.006, "momentum": 0.9, "weight_decay": 1e-5,
+             "scheduler": "poly", "power": 1.0, "interval": "epoch", "total_iters": 20},
+    # Adam lr 0.005, PolynomialLR with power 2 stepped per epoch over the whole run
+    "adam1": {"name": "adam", "lr": 0.005, "weight_decay": 0.0,
+              "scheduler": "poly", "power": 2.0, "interval": "epoch", "total_iters": None},
+    # seed 001: LR x0.1 every 15 epochs
+    "step15": {"scheduler": "step", "step_size": 15, "gamma": 0.1},
+}
+
+
 class OptimConfig(Section):
+    preset: Literal["sgd1", "adam1", "step15"] | None = Field(
+        None,
+        description="Seed preset filling the keys you leave out: sgd1, adam1 (seed 000), step15 (seed 001).",
+    )
     name: Literal["sgd", "adam", "adamw"] = Field("adam", description="Optimiser.")
     lr: float = Field(0.003, gt=0, description="Initial learning rate.")
     momentum: float = Field(0.9, ge=0, description="SGD momentum.")
     weight_decay: float = Field(1e-5, ge=0, description="Weight decay.")
     scheduler: Literal["poly", "step", "none"] = Field(
-        "poly", description="LR schedule: polynomial decay over all steps, step decay, or none."
+        "poly", description="LR schedule: polynomial decay, step decay, or none."
     )
     power: float = Field(0.9, gt=0, description="Power of the polynomial schedule (seed ADAM1: 2).")
+    interval: Literal["step", "epoch"] = Field(
+        "step", description="Poly schedule stepped per optimiser step (smooth) or per epoch (seed)."
+    )
+    total_iters: int | None = Field(
+        None, ge=1, description="Poly decay length in steps/epochs (per `interval`); null = whole run."
+    )
     step_size: int = Field(15, ge=1, description="Epochs between step-LR decays (seed 001: 15).")
     gamma: float = Field(0.1, gt=0, description="Step-LR decay factor.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, value: Any) -> Any:
+        if isinstance(value, dict) and value.get("preset") in OPTIM_PRESETS:
+            return {**OPTIM_PRESETS[value["preset"]], **value}
+        return value
+
+
+class EarlyStoppingConfig(Section):
+    patience: int = Field(5, ge=1, description="Validation epochs without improvement before stopping.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest val mIoU gain that counts as improvement.")
 
 
 class TrainConfig(Section):
@@ -83,5 +118,19 @@ class TrainConfig(Section):
         None, description="Batches per epoch (int) or fraction (float); null = all."
     )
     log_every_n_steps: int = Field(10, ge=1, description="Logging interval in steps.")
+    early_stopping: EarlyStoppingConfig | None = Field(
+        None, description="Stop when validation mIoU stops improving, e.g. {patience: 5}; null = off."
+    )
+    freeze_encoder: bool | int = Field(
+        False,
+        description="Freeze the encoder: true (whole run), false, or N (first N epochs, then fine-tune).",
+    )
+
+    @field_validator("freeze_encoder")
+    @classmethod
+    def _freeze_non_negative(cls, value: bool | int) -> bool | int:
+        if not isinstance(value, bool) and value < 0:
+            raise ValueError("freeze_encoder takes true, false or a number of epochs >= 0")
+        return value
 
 

@@ -1,0 +1,57 @@
+"""Lightning callbacks of the training loop that the config switches on."""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, EarlyStopping
+from torch import nn
+
+from rsseg.errors import RsSegError
+
+
+def find_encoder(model: nn.Module, model_name: str) -> nn.Module:
+    """The encoder of a registry model, or a clear error for models without one."""
+    from rsseg.models import encoder_of
+
+    encoder = encoder_of(model)
+    if encoder is None:
+        raise RsSegError(f"model '{model_name}' has no separate encoder: freeze_encoder cannot apply")
+    return encoder
+
+
+class FreezeEncoder(Callback):
+    """Freeze the encoder for the first ``epochs`` epochs (None: the whole run), seed 002.
+
+    Frozen means no gradients *and* batch-norm statistics kept (the encoder stays in eval
+    mode), so a frozen pretrained encoder is exactly the pretrained one.
+    """
+
+    def __init__(self, encoder: nn.Module, epochs: int | None) -> None:
+        self.encoder = encoder
+        self.epochs = epochs
+
+    def _frozen(self, epoch: int) -> bool:
+        return self.epochs is None or epoch < self.epochs
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        frozen = self._frozen(trainer.current_epoch)
+        for param in self.encoder.parameters():
+            param.requires_grad_(not frozen)
+        if frozen:
+            self.encoder.eval()
+
+
+def training_callbacks(cfg, model: nn.Module) -> list[Callback]:
+    """Early stopping and encoder freezing as the ``train`` section asks (``cfg``: Config)."""
+    callbacks: list[Callback] = []
+    stop = cfg.train.early_stopping
+    if stop is not None:
+        callbacks.append(
+            EarlyStopping(monitor="val_miou", mode="max", patience=stop.patience,
+                          min_delta=stop.min_delta, check_finite=False)
+        )
+    freeze = cfg.train.freeze_encoder
+    if freeze is not False and freeze != 0:
+        epochs = None if freeze is True else int(freeze)
+        callbacks.append(FreezeEncoder(find_encoder(model, cfg.model.name), epochs))
+    return callbacks

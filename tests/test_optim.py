@@ -1,0 +1,115 @@
+"""Optimisation presets (seed SGD1/ADAM1/step LR), schedules, early stopping and freezing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import EarlyStopping
+
+from rsseg.callbacks import FreezeEncoder, training_callbacks
+from rsseg.config import load_config
+from rsseg.errors import RsSegError
+from rsseg.optim import build_optimizer
+
+
+class _Trainer:
+    """The two attributes the schedules read from a Lightning trainer."""
+
+    estimated_stepping_batches = 100
+    max_epochs = 10
+
+
+def _lrs(overrides: list[str], steps: int) -> list[float]:
+    cfg = load_config(None, overrides)
+    param = torch.nn.Parameter(torch.zeros(1))
+    out = build_optimizer(cfg.optim, [param], _Trainer())
+    opt, sched = out["optimizer"], out["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+def test_sgd1_preset_is_the_seed_recipe() -> None:
+    cfg = load_config(None, ["optim.preset=sgd1"])
+    o = cfg.optim
+    assert (o.name, o.lr, o.momentum, o.weight_decay) == ("sgd", 0.006, 0.9, 1e-5)
+    assert (o.scheduler, o.interval, o.total_iters, o.power) == ("poly", "epoch", 20, 1.0)
+    lrs = _lrs(["optim.preset=sgd1"], 22)
+    assert lrs[0] == pytest.approx(0.006)
+    assert lrs[10] == pytest.approx(0.006 * (1 - 10 / 20))  # linear decay over 20 epochs
+    assert lrs[20] == pytest.approx(0.0) and lrs[21] == pytest.approx(0.0)
+
+
+def test_adam1_preset_decays_with_power_two_over_the_run() -> None:
+    cfg = load_config(None, ["optim.preset=adam1"])
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.power) == ("adam", 0.005, 2.0)
+    lrs = _lrs(["optim.preset=adam1"], 10)  # max_epochs 10, per epoch
+    assert lrs[5] == pytest.approx(0.005 * (1 - 5 / 10) ** 2)
+
+
+def test_preset_keys_you_set_win() -> None:
+    cfg = load_config(None, ["optim.preset=sgd1", "optim.lr=0.01", "optim.total_iters=5"])
+    assert cfg.optim.lr == 0.01 and cfg.optim.total_iters == 5 and cfg.optim.momentum == 0.9
+
+
+def test_step15_preset_and_default_poly_per_step() -> None:
+    lrs = _lrs(["optim.preset=step15", "optim.lr=1.0"], 31)  # StepLR counts scheduler steps
+    assert lrs[14] == pytest.approx(1.0) and lrs[15] == pytest.approx(0.1) and lrs[30] == pytest.approx(0.01)
+    per_step = _lrs(["optim.lr=1.0"], 51)  # default: poly 0.9 over estimated_stepping_batches
+    assert per_step[50] == pytest.approx((1 - 50 / 100) ** 0.9)
+
+
+def test_unknown_preset_is_a_config_error() -> None:
+    with pytest.raises(RsSegError, match="optim.preset"):
+        load_config(None, ["optim.preset=sgd2"])
+
+
+def test_early_stopping_and_freeze_callbacks_from_config() -> None:
+    from rsseg.models import build_model
+
+    cfg = load_config(None, ["train.early_stopping={patience: 3, min_delta: 0.01}", "train.freeze_encoder=2"])
+    model = build_model(cfg.model, 3, 4)
+    callbacks = training_callbacks(cfg, model)
+    stop = next(c for c in callbacks if isinstance(c, EarlyStopping))
+    assert stop.monitor == "val_miou" and stop.patience == 3 and stop.mode == "max"
+    freeze = next(c for c in callbacks if isinstance(c, FreezeEncoder))
+    assert freeze.epochs == 2 and freeze._frozen(1) and not freeze._frozen(2)
+    assert training_callbacks(load_config(None, []), model) == []
+    with pytest.raises(RsSegError, match="freeze_encoder"):
+        load_config(None, ["train.freeze_encoder=-1"])
+
+
+def test_freeze_keeps_encoder_weights_and_batchnorm_statistics(tiny_config_path) -> None:
+    """Frozen encoder: bit-identical to its initial state after training; the rest learned.
+
+    Training seeds torch before building the model and draws nothing random before it, so
+    a model built right after the same seeding is the run's initial model.
+    """
+    import lightning as L
+
+    from rsseg.checkpoint import read_checkpoint
+    from rsseg.models import build_model, encoder_of
+    from rsseg.train import train
+
+    cfg = load_config(tiny_config_path, ["train.freeze_encoder=true", "output.name=frozen"])
+    result = train(cfg, config_name="frozen", progress=False)
+    state = read_checkpoint(result.last_checkpoint)["state_dict"]
+    trained = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+
+    L.seed_everything(cfg.train.seed, verbose=False)
+    initial = build_model(cfg.model, 3, 7)
+    encoder_keys = {f"{name}" for name in _qualified_encoder_keys(initial, encoder_of(initial))}
+    assert encoder_keys, "the encoder has no tensors"
+    initial_state = initial.state_dict()
+    for key in encoder_keys:
+        assert torch.equal(trained[key], initial_state[key]), f"frozen encoder tensor {key} changed"
+    others = [k for k in initial_state if k not in encoder_keys and initial_state[k].is_floating_point()]
+    assert any(not torch.equal(trained[k], initial_state[k]) for k in others), "nothing was trained"
+
+
+def _qualified_encoder_keys(model: torch.nn.Module, encoder: torch.nn.Module) -> list[str]:
+    prefix = next(name for name, module in model.named_modules() if module is encoder)
+    return [f"{prefix}.{k}" if prefix else k for k in encoder.state_dict()]
