@@ -90,6 +90,11 @@ def evaluate(
         confusion.matrix, classes, out_dir / "confusion_matrix.png",
         title=f"{split}: mIoU {metrics['miou']:.3f}" if metrics["miou"] is not None else split,
     )
+    if out is None:  # the evaluation belongs to the run: refresh its report
+        from rsseg.report import record_timing, try_write_report
+
+        record_timing(run_dir_of(checkpoint), **{f"evaluate {split}": seconds})
+        try_write_report(run_dir_of(checkpoint))
     return EvalResult(metrics, out_dir, metrics_path, png, seconds, pixels)
 
 

@@ -206,11 +206,13 @@ def results_table(rows: list[dict]) -> tuple[list[str], list[list[Any]]]:
     return header, body
 
 
-def write_tables(rows: list[dict], out_dir: Path, title: str = "results") -> tuple[Path, Path]:
+def write_tables(
+    rows: list[dict], out_dir: Path, title: str = "results", stem: str = "results"
+) -> tuple[Path, Path]:
     header, body = results_table(rows)
     md = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in body]
-    md_path, csv_path = out_dir / "results.md", out_dir / "results.csv"
+    md_path, csv_path = out_dir / f"{stem}.md", out_dir / f"{stem}.csv"
     atomic_write_text(md_path, "\n".join(md) + "\n")
     buf = io.StringIO()
     writer = csv.writer(buf)

@@ -132,6 +132,13 @@ def _merge_csv_log(run_dir: Path, history: Path) -> None:
     history.unlink()
 
 
+def _recorded_seconds(run_dir: Path) -> float:
+    import json
+
+    path = run_dir / "timings.json"
+    return float(json.loads(path.read_text()).get("train", 0.0)) if path.exists() else 0.0
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -259,6 +266,11 @@ def train(
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer.save_checkpoint(last)  # also covers a stop by max_minutes in the middle of an epoch
     best = Path(checkpoints.best_model_path) if checkpoints.best_model_path else last
+    from rsseg.report import record_timing, try_write_report
+
+    previous = 0.0 if resume is None else _recorded_seconds(run_dir)
+    record_timing(run_dir, train=previous + seconds)
+    try_write_report(run_dir)
     score = checkpoints.best_model_score
     return TrainResult(
         run_dir=run_dir,

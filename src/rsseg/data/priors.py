@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.windows import Window
 
 from rsseg.classes import IGNORE_INDEX
 from rsseg.errors import RsSegError
@@ -61,3 +62,22 @@ def _count_mask(src, counts: np.ndarray, num_classes: int, ignore_index: int, pa
         if not ok.all():
             stray.update(np.unique(block[~ok]).tolist())
     return stray
+
+
+def split_class_counts(source, split: str, num_classes: int) -> np.ndarray:
+    """Class pixel counts of a split's masks, decoded the way the dataset's source decodes
+    them (RGB colours, palettes, value maps), window by window."""
+    counts = np.zeros(num_classes, dtype=np.int64)
+    scenes = [s for s in source.scenes(split) if s.mask is not None]
+    if not hasattr(source, "read_mask"):
+        return class_pixel_counts([s.mask for s in scenes], num_classes)
+    for scene in scenes:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(scene.mask) as src:
+                height, width = src.height, src.width
+        for row in range(0, height, 1024):  # strips bound memory on huge masks
+            window = Window(0, row, width, min(1024, height - row))
+            mask = source.read_mask(scene, window=window).ravel()
+            counts += np.bincount(mask, minlength=256)[:num_classes]
+    return counts
