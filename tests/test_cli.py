@@ -87,3 +87,11 @@ def test_predict_invalid_border_correction_exits_2(tiny_run, tmp_path):
               "--out", str(tmp_path)],
     )
     assert result.exit_code == 2 and "invalid border correction" in plain(result.output)
+
+
+def test_cli_report(tiny_run, tmp_path) -> None:
+    result = runner.invoke(app, ["report", str(tiny_run.run_dir)])
+    assert result.exit_code == 0, result.output
+    assert (tiny_run.run_dir / "report.html").exists()
+    bad = runner.invoke(app, ["report", str(tmp_path)])
+    assert bad.exit_code == 2 and "not a run" in " ".join(bad.output.split())

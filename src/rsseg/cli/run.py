@@ -1,0 +1,126 @@
+"""Run commands: train, evaluate, predict, demo, experiment, report, compare."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rsseg.cli import SetOption, _guard, app, console
+from rsseg.errors import RsSegError
+
+
+@app.command()
+@_guard
+def train(
+    config: Annotated[Path, typer.Argument(help="YAML config file.")],
+    overrides: SetOption = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Run directory to continue from its last checkpoint.")
+    ] = None,
+) -> None:
+    """Train a model; writes a run directory with checkpoints, logs and the resolved config."""
+    from rsseg.config import load_config
+    from rsseg.train import train as run_train
+
+    cfg = load_config(config, overrides or [])
+    result = run_train(cfg, config_name=config.stem, resume=resume)
+    console.print(f"run directory: {result.run_dir}")
+    console.print(f"best checkpoint: {result.best_checkpoint} (val mIoU {result.best_val_miou})")
+
+
+@app.command()
+@_guard
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.ckpt) to evaluate.")],
+    config: Annotated[
+        Path | None, typer.Option(help="Config whose data section to use (default: the checkpoint's).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="Split to evaluate: train, val or test.")] = "test",
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: RUN/eval-SPLIT).")] = None,
+    overrides: SetOption = None,
+) -> None:
+    """Evaluate a checkpoint on whole scenes: metrics.json and a confusion-matrix PNG."""
+    from rsseg.config import load_config
+    from rsseg.evaluate import evaluate as run_evaluate
+    from rsseg.metrics import format_metrics_table
+
+    cfg = load_config(config, overrides or []) if config or overrides else None
+    if cfg is None and overrides:
+        raise RsSegError("--set needs --config")
+    result = run_evaluate(checkpoint, config=cfg, split=split, out=out)
+    console.print(format_metrics_table(result.metrics, title=f"{split} split"))
+    console.print(f"metrics: {result.metrics_path}\nconfusion matrix: {result.confusion_png}")
+
+
+@app.command()
+@_guard
+def predict(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.ckpt).")],
+    inputs: Annotated[list[Path], typer.Argument(help="Images to map: GeoTIFF, JPEG or PNG.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("predictions"),
+    window: Annotated[int | None, typer.Option(help="Window size (default: checkpoint's).")] = None,
+    keep: Annotated[int | None, typer.Option(help="Kept centre size (default: checkpoint's).")] = None,
+) -> None:
+    """Predict whole scenes with Border Correction: class GeoTIFF + colour and blend PNGs."""
+    from rsseg.checkpoint import load_predictor
+    from rsseg.infer import predict_files
+
+    predictor = load_predictor(checkpoint)
+    predictor.window = window or predictor.window
+    predictor.keep = keep or predictor.keep
+    for paths in predict_files(predictor, inputs, out):
+        console.print("  ".join(f"{k}: {v}" for k, v in paths.items()))
+
+
+@app.command()
+@_guard
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for data, run and predictions.")] = Path("demo-output"),
+    scene_size: Annotated[int, typer.Option(help="Side of the large scene to map.")] = 4096,
+    minutes: Annotated[
+        float | None, typer.Option(help="Cap on training minutes (default: the config's 9 epochs).")
+    ] = None,
+) -> None:
+    """Generate synthetic data, train, evaluate and map a large scene; prints a summary."""
+    from rsseg.demo import run_demo
+
+    run_demo(out, scene_size=scene_size, train_minutes=minutes, console=console)
+
+
+
+
+@app.command()
+@_guard
+def experiment(
+    sweep: Annotated[Path, typer.Argument(help="Sweep YAML: base config + grid of overrides.")],
+    out: Annotated[Path | None, typer.Option(help="Sweep folder (default: OUTPUT.DIR/NAME).")] = None,
+) -> None:
+    """Run a grid of configs (resumable), then write results.md / results.csv."""
+    from rsseg.experiment import run_sweep
+
+    _rows, folder = run_sweep(sweep, out=out, on_run=lambda name, state: console.rule(f"{name}: {state}"))
+    console.print((folder / "results.md").read_text())
+    console.print(f"results: {folder / 'results.md'}  {folder / 'results.csv'}")
+
+
+@app.command()
+@_guard
+def report(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
+    """(Re)write RUN_DIR/report.html: curves, metrics, confusion matrix, priors, samples."""
+    from rsseg.report import write_report
+
+    console.print(f"report: {write_report(run_dir)}")
+
+
+@app.command()
+@_guard
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Evaluated run directories.")],
+    out: Annotated[Path, typer.Option(help="Comparison page to write.")] = Path("comparison.html"),
+) -> None:
+    """One page comparing runs: results table and per-class IoU box plots."""
+    from rsseg.report import write_comparison
+
+    console.print(f"comparison: {write_comparison(run_dirs, out)}")
