@@ -219,12 +219,20 @@ def test_registry_matches_config_choices():
 
 
 def test_inverse_class_weights_hand_computed():
-    # N = 100 over K' = 3 counted classes; w_c = N / (K' N_c); the empty class gets 0
+    # seed 000 §5.3.3: w_c = N / (2 N_c) with N = 100 counted pixels; the empty class gets 0
     w = class_weights_from_counts([10, 30, 0, 60], "inverse")
     assert w.dtype == torch.float32
-    assert w.tolist() == pytest.approx([100 / 30, 100 / 90, 0.0, 100 / 180])
-    # pixel-weighted mean weight is 1
-    assert sum(n * x for n, x in zip([10, 30, 0, 60], w.tolist())) / 100 == pytest.approx(1.0)
+    assert w.tolist() == pytest.approx([5.0, 100 / 60, 0.0, 100 / 120])
+    # the ratios are plain inverse frequency: w_a / w_b = N_b / N_a
+    assert w[0] / w[3] == pytest.approx(6.0)
+
+
+def test_inverse_weight_scale_does_not_change_the_weighted_ce():
+    logits, target = torch.randn(1, 3, 4, 4), torch.randint(0, 3, (1, 4, 4))
+    w = class_weights_from_counts([10, 30, 60], "inverse")
+    ce = build_loss(LossConfig(name="ce", class_weights=w.tolist()), 3)
+    ce_scaled = build_loss(LossConfig(name="ce", class_weights=(3 * w).tolist()), 3)
+    assert float(ce(logits, target)) == pytest.approx(float(ce_scaled(logits, target)))
 
 
 def test_median_class_weights_hand_computed():

@@ -27,31 +27,20 @@ LossBuilder = Callable[[Any, "torch.Tensor | None"], nn.Module]
 def class_weights_from_counts(counts: Sequence[int] | np.ndarray, mode: str) -> torch.Tensor:
     """Per-class weights from training pixel counts ``N_c``; classes with ``N_c = 0`` get 0.
 
-    Only classes with ``N_c > 0`` count (zero the counts of ignored classes first).
-    With ``N = sum_c N_c`` and ``K'`` the number of counted classes:
+    Only classes with ``N_c > 0`` count (zero the counts of ignored classes first). With
+    ``N = sum_c N_c`` (``rsseg.data.balance.class_weights`` holds the formulas):
 
-    - ``inverse``: ``w_c = N / (K' * N_c)``, inverse frequency scaled so that the
-      pixel-weighted mean weight is 1 (seed 000 §5.3.3);
-    - ``median``: median frequency balancing (Eigen & Fergus 2015), ``w_c = median(f) / f_c``
-      with ``f_c = N_c / N`` over the counted classes (frequencies over all training pixels,
-      not only over images containing ``c``; an even number of classes takes the mean of the
-      two middle frequencies).
+    - ``inverse``: ``w_c = N / (2 N_c)``, seed 000 §5.3.3's inverse frequency. The constant
+      only scales every weight, and ce/focal divide by the summed pixel weights, so the
+      loss value does not depend on it;
+    - ``median``: median frequency balancing (seeds 003/004, Eigen & Fergus 2015),
+      ``w_c = median(f) / f_c`` with ``f_c = N_c / N`` over the counted classes (frequencies
+      over all training pixels, not only over images containing ``c``; an even number of
+      classes takes the mean of the two middle frequencies).
     """
-    n = np.asarray(counts, dtype=np.float64)
-    if n.ndim != 1 or (n < 0).any() or not np.isfinite(n).all():
-        raise RsSegError(f"class pixel counts must be a 1-D list of counts >= 0, got {counts!r}")
-    present = n > 0
-    if not present.any():
-        raise RsSegError("class weights need pixel counts, but no class has any labelled pixel")
-    weights = np.zeros_like(n)
-    if mode == "inverse":
-        weights[present] = n.sum() / (present.sum() * n[present])
-    elif mode == "median":
-        freq = n[present] / n.sum()
-        weights[present] = np.median(freq) / freq
-    else:
-        raise RsSegError(f"unknown class weighting '{mode}'; available: inverse, median")
-    return torch.tensor(weights, dtype=torch.float32)
+    from rsseg.data.balance import class_weights
+
+    return torch.tensor(class_weights(counts, mode), dtype=torch.float32)
 
 
 def _resolve_class_weights(

@@ -27,7 +27,7 @@ class LossConfig(Section):
     )
     class_weights: Literal["inverse", "median"] | list[float] | None = Field(
         None,
-        description="Per-class ce/focal weights: a list, inverse (N/(K*N_c)), median (median freq.), null = none.",
+        description="Per-class ce/focal weights: a list, inverse (N/(2 N_c), seed 000), median (median freq.), null = none.",
     )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Cross-entropy label smoothing.")
     gamma: float = Field(2.0, ge=0.0, description="Focal exponent: (1 - p_t)^gamma down-weights easy pixels.")
