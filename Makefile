@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 PIP    := PIP_FIND_LINKS= $(BIN)/python -m pip
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test venv clean bench-precision
+.PHONY: demo test venv clean bench-precision bench-models bench-ebb
 
 venv: $(STAMP)
 
@@ -26,6 +26,12 @@ test: $(STAMP)
 
 bench-precision: $(STAMP)
 	$(BIN)/python benchmarks/precision.py
+
+bench-models: $(STAMP)
+	$(BIN)/python benchmarks/models.py $(ARGS)
+
+bench-ebb: $(STAMP)
+	$(BIN)/python benchmarks/ebb.py $(ARGS)
 
 clean:
 	rm -rf demo-output runs .pytest_cache

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from rsseg.cli import app
 from rsseg.config import Config, load_config, validate_config
 from rsseg.errors import RsSegError
-from rsseg.models import MODELS, build_model, describe_models, model_configs
+from rsseg.models import MODELS, build_model, describe_models, encoder_of, model_configs
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -34,6 +34,7 @@ SMALL = {
     "smp-unetplusplus": {"encoder": "resnet18", "encoder_depth": 4, "decoder_channels": [32, 16, 16, 8]},
     "smp-deeplabv3plus": {"encoder": "resnet18", "decoder_channels": 64},
     "segformer": {"variant": "b0", "decoder_channels": 64},
+    "swin-unet": {"decoder_channels": [32, 16, 16, 8, 8]},
 }
 LARGE = {"deeplabv3-resnet101"}  # built once only
 CASES = [(3, 2), (4, 16), (10, 6)]  # (in_channels, num_classes)
@@ -103,6 +104,39 @@ def test_large_model_once(name):
     train_step_lowers_loss(model, 10, 16, LR.get(name, 1e-3))
 
 
+# where each model keeps its encoder (for freeze_encoder and pretrained weights)
+ENCODER_TYPES = {
+    "unet": "ModuleList",
+    "unet-small": "ModuleList",
+    "smp-unet": "ResNetEncoder",
+    "smp-unetplusplus": "ResNetEncoder",
+    "smp-deeplabv3plus": "ResNetEncoder",
+    "deeplabv3-resnet101": "IntermediateLayerGetter",
+    "deeplabv3-mobilenetv3": "IntermediateLayerGetter",
+    "segformer": "MixVisionTransformerEncoder",
+    "swin-unet": "SwinEncoder",
+}
+
+
+@pytest.mark.parametrize("name", sorted(set(MODELS) - LARGE))
+def test_encoder_of_every_model(name):
+    model = build_model(small_config(name), 4, 3)
+    encoder = encoder_of(model)
+    assert type(encoder).__name__ == ENCODER_TYPES[name]
+    inside = {id(p) for p in encoder.parameters()}
+    everything = {id(p) for p in model.parameters()}
+    assert inside and inside < everything  # a proper part: the decoder and head stay outside
+    first = next(m for m in encoder.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == 4  # the encoder is the part that sees the bands
+
+
+def test_encoder_of_large_model_and_plain_modules():
+    assert set(ENCODER_TYPES) == set(MODELS)
+    model = build_model(small_config("deeplabv3-resnet101"), 3, 2)
+    assert type(encoder_of(model)).__name__ == ENCODER_TYPES["deeplabv3-resnet101"]
+    assert encoder_of(torch.nn.Conv2d(3, 3, 1)) is None
+
+
 def test_tiny_input_replicate_pad():
     # the pad exceeds the input size: replicate instead of reflect
     model = build_model(small_config("smp-unet"), 3, 2).eval()
@@ -132,7 +166,10 @@ def test_unknown_model_name_lists_valid_names():
 
 def test_unknown_encoder_lists_valid_encoders():
     cfg = load_config(None, ["model.name=smp-deeplabv3plus", "model.encoder=resnet19"])
-    with pytest.raises(RsSegError, match="unknown SMP encoder 'resnet19'.*resnet18.*resnet34"):
+    with pytest.raises(RsSegError, match="unknown SMP encoder 'resnet19'; did you mean resnet18.*available: .*resnet34"):
+        build_model(cfg.model, 3, 2)
+    cfg = load_config(None, ["model.name=smp-unet", "model.encoder=tu-convnext_tinyy"])
+    with pytest.raises(RsSegError, match="unknown timm encoder 'tu-convnext_tinyy'.*did you mean convnext_tiny"):
         build_model(cfg.model, 3, 2)
 
 
@@ -179,6 +216,7 @@ def test_describe_models():
     assert set(rows) == set(MODELS)
     assert rows["smp-unet"]["options"]["encoder"] == "resnet34"
     assert rows["segformer"]["options"]["variant"] == "b0"
+    assert all(row["options"]["pretrained"] is None for row in rows.values())
 
 
 def test_cli_models_list():

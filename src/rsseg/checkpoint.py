@@ -43,7 +43,8 @@ def load_predictor(path: Path, *, device: torch.device | None = None, config: Co
     try:
         saved = Config.model_validate(hp["config"])
         classes = ClassTable.from_dict(hp["classes"])
-        model = build_model(saved.model, len(hp["mean"]), classes.num_classes)
+        # the weights come from the checkpoint: never re-read the `pretrained` file here
+        model = build_model(saved.model, len(hp["mean"]), classes.num_classes, load_pretrained=False)
         state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
         model.load_state_dict(state)
     except RsSegError as exc:

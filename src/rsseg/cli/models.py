@@ -41,3 +41,19 @@ def models_list(
     console.print(table)
 
 
+
+
+@models_app.command("weights")
+@_guard
+def models_weights() -> None:
+    """List the built-in offline pretrained weights (values of model.pretrained)."""
+    from rich.table import Table
+
+    from rsseg.models.pretrained import describe_weights_sources
+
+    table = Table(title="built-in weights (model.pretrained: NAME); any local file works too")
+    for column in ("name", "fits", "description"):
+        table.add_column(column)
+    for row in describe_weights_sources():
+        table.add_row(row["name"], row["fits"], row["doc"])
+    console.print(table)

@@ -29,6 +29,7 @@ from rsseg.config.model import (
     SMPDeepLabV3PlusConfig,
     SMPUNetConfig,
     SMPUNetPlusPlusConfig,
+    SwinUNetConfig,
     UNetConfig,
     UNetSmallConfig,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "SMPUNetPlusPlusConfig",
     "Section",
     "SegFormerConfig",
+    "SwinUNetConfig",
     "SyntheticConfig",
     "TrainConfig",
     "UNetConfig",

@@ -2,14 +2,46 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from rsseg.config.base import Section
 
+_WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors", ".npz")
 
-class UNetConfig(Section):
+
+class _ModelSection(Section):
+    """Options every model has: encoder weights from a local file or a built-in source."""
+
+    pretrained: str | None = Field(
+        None,
+        description="Encoder weights: a local .pth/.pt/.safetensors/.npz file or a built-in source "
+        "(`rsseg models list`); null = random init. Never downloaded.",
+    )
+
+    @field_validator("pretrained")
+    @classmethod
+    def _offline_weights(cls, value: str | None) -> str | None:
+        # a bare name (no path, no weights suffix) can only mean a hub download: refuse it now;
+        # paths are checked when the model is built (a saved config may name a file elsewhere)
+        if value is None:
+            return None
+        from rsseg.models.pretrained import not_found_message, weights_sources
+
+        if value in weights_sources:
+            return value
+        path = Path(value).expanduser()
+        if path.is_file():
+            return str(path.resolve())  # like data.root: the run's config holds absolute paths
+        looks_like_path = path.suffix.lower() in _WEIGHT_SUFFIXES or "/" in value or "\\" in value
+        if not looks_like_path:
+            raise ValueError(not_found_message(value, "not a local file"))
+        return value
+
+
+class UNetConfig(_ModelSection):
     name: Literal["unet"] = Field("unet", description="Model from the registry (`rsseg models`).")
     base_width: int = Field(16, ge=4, description="Channels of the first level (seed: 64).")
     depth: int = Field(4, ge=1, le=6, description="Number of down-sampling steps.")
@@ -18,7 +50,7 @@ class UNetConfig(Section):
     )
 
 
-class UNetSmallConfig(Section):
+class UNetSmallConfig(_ModelSection):
     name: Literal["unet-small"] = Field(
         "unet-small", description="Model from the registry (`rsseg models list`)."
     )
@@ -27,7 +59,7 @@ class UNetSmallConfig(Section):
     )
 
 
-class _SMPEncoderConfig(Section):
+class _SMPEncoderConfig(_ModelSection):
     """Shared options of the segmentation-models-pytorch models (random init, no download)."""
 
     name: str = Field(description="Model from the registry (`rsseg models list`).")
@@ -68,24 +100,35 @@ class SMPDeepLabV3PlusConfig(_SMPEncoderConfig):
     decoder_channels: int = Field(256, ge=1, description="Width of the ASPP decoder.")
 
 
-class DeepLabV3ResNet101Config(Section):
+class DeepLabV3ResNet101Config(_ModelSection):
     name: Literal["deeplabv3-resnet101"] = Field(
         "deeplabv3-resnet101", description="Model from the registry (`rsseg models list`)."
     )
 
 
-class DeepLabV3MobileNetConfig(Section):
+class DeepLabV3MobileNetConfig(_ModelSection):
     name: Literal["deeplabv3-mobilenetv3"] = Field(
         "deeplabv3-mobilenetv3", description="Model from the registry (`rsseg models list`)."
     )
 
 
-class SegFormerConfig(Section):
+class SegFormerConfig(_ModelSection):
     name: Literal["segformer"] = Field("segformer", description="Model from the registry (`rsseg models list`).")
     variant: Literal["b0", "b1", "b2", "b3", "b4", "b5"] = Field(
         "b0", description="MiT encoder size, b0 (3.7M params) to b5 (82M)."
     )
     decoder_channels: int = Field(256, ge=1, description="Width of the all-MLP decoder.")
+
+
+class SwinUNetConfig(_ModelSection):
+    name: Literal["swin-unet"] = Field("swin-unet", description="Model from the registry (`rsseg models list`).")
+    decoder_channels: list[PositiveInt] = Field(
+        [256, 128, 64, 32, 16],
+        min_length=5,
+        max_length=5,
+        description="U-Net decoder widths at strides 16, 8, 4, 2, 1 (Swin-T encoder, seed 002).",
+    )
+    drop_path_rate: float = Field(0.1, ge=0.0, lt=1.0, description="Stochastic depth of the Swin-T blocks.")
 
 
 ModelConfig = Annotated[
@@ -96,7 +139,8 @@ ModelConfig = Annotated[
     | SMPDeepLabV3PlusConfig
     | DeepLabV3ResNet101Config
     | DeepLabV3MobileNetConfig
-    | SegFormerConfig,
+    | SegFormerConfig
+    | SwinUNetConfig,
     Field(discriminator="name"),
 ]
 """A model section; ``name`` picks the class (default ``unet``)."""

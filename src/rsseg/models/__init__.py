@@ -1,7 +1,9 @@
 """Model registry: a name in the config maps to a builder taking that model's config section.
 
 Add an architecture by writing a builder ``(cfg, in_channels, num_classes) -> nn.Module`` and
-registering it in ``MODELS``; its options are declared in ``rsseg.config``.
+registering it in ``MODELS``; its options are declared in ``rsseg.config``. The builder makes a
+randomly initialised network; ``build_model`` then applies ``cfg.pretrained`` to the part
+``encoder_of`` finds (``rsseg.models.pretrained``).
 """
 
 from __future__ import annotations
@@ -12,8 +14,18 @@ from typing import Any
 from torch import nn
 
 from rsseg.errors import RsSegError
+from rsseg.models.pretrained import (
+    LoadReport,
+    WeightsSource,
+    adapt_first_conv,
+    apply_pretrained,
+    describe_weights_sources,
+    resolve_pretrained,
+    weights_sources,
+)
+from rsseg.models.swin_unet import build_swin_unet
 from rsseg.models.unet import UNet
-from rsseg.models.zoo import ZOO
+from rsseg.models.zoo import ZOO, encoder_of
 
 ModelBuilder = Callable[[Any, int, int], nn.Module]
 
@@ -25,18 +37,30 @@ def _build_unet(cfg: Any, in_channels: int, num_classes: int) -> nn.Module:
 MODELS: dict[str, ModelBuilder] = {
     "unet": _build_unet,
     **ZOO,
+    "swin-unet": build_swin_unet,
 }
 
 
-def build_model(cfg: Any, in_channels: int, num_classes: int) -> nn.Module:
-    """Build the network named by ``cfg.name`` with logits at the input resolution."""
+def build_model(cfg: Any, in_channels: int, num_classes: int, *, load_pretrained: bool = True) -> nn.Module:
+    """Build the network named by ``cfg.name`` with logits at the input resolution.
+
+    With ``cfg.pretrained`` the encoder gets those weights; ``load_pretrained=False`` builds the
+    same architecture without reading them (for loading a checkpoint's own state dict).
+    """
     try:
         builder = MODELS[cfg.name]
     except KeyError:
         raise RsSegError(
             f"unknown model '{cfg.name}'; available: {', '.join(sorted(MODELS))}"
         ) from None
-    return builder(cfg, in_channels, num_classes)
+    pretrained = getattr(cfg, "pretrained", None)
+    source = resolve_pretrained(pretrained) if pretrained else None  # fail before building
+    if isinstance(source, WeightsSource):
+        source.check_fits(cfg)
+    model = builder(cfg, in_channels, num_classes)
+    if source is not None:
+        apply_pretrained(model, cfg, source, load=load_pretrained)
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -46,7 +70,7 @@ def count_parameters(model: nn.Module) -> int:
 def model_configs() -> dict[str, type]:
     """The config section class of every model name declared in ``rsseg.config``."""
     from rsseg.config import Config
-    from rsseg.config_errors import union_members
+    from rsseg.config.errors import union_members
 
     return union_members(Config.model_fields["model"].annotation)
 
@@ -73,4 +97,15 @@ def describe_models(
     return rows
 
 
-__all__ = ["MODELS", "build_model", "count_parameters", "describe_models", "model_configs"]
+__all__ = [
+    "MODELS",
+    "LoadReport",
+    "adapt_first_conv",
+    "build_model",
+    "count_parameters",
+    "describe_models",
+    "describe_weights_sources",
+    "encoder_of",
+    "model_configs",
+    "weights_sources",
+]

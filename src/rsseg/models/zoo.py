@@ -1,4 +1,5 @@
-"""Reference architectures beside the seed's U-Net, all randomly initialised (nothing downloads).
+"""Reference architectures beside the seed's U-Net, built randomly initialised (nothing
+downloads; ``model.pretrained`` is applied afterwards by ``build_model``).
 
 * ``unet-small``: the seed U-Net with widths 32-64-128-256 (seed 003).
 * ``smp-unet``, ``smp-unetplusplus``, ``smp-deeplabv3plus``: segmentation-models-pytorch
@@ -13,6 +14,7 @@ input's H and W for any input size.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import torch
@@ -68,16 +70,32 @@ def smp_encoder_names() -> list[str]:
     return sorted(_smp().encoders.get_encoder_names())
 
 
-def _check_encoder(name: str) -> None:
-    if name.startswith("tu-"):  # timm "universal" encoders are checked by timm itself
+def _closest(name: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(name, valid, n=5, cutoff=0.6)
+    return f"did you mean {', '.join(close)}? " if close else ""
+
+
+def check_encoder(name: str) -> None:
+    """An unknown SMP (or ``tu-`` timm) encoder name is an error listing the valid ones."""
+    if name.startswith("tu-"):  # timm "universal" encoders: any timm model name
+        import timm
+
+        if not timm.is_model(name[3:]):
+            valid = timm.list_models()
+            raise RsSegError(
+                f"unknown timm encoder '{name}' (tu- + a timm model name); "
+                f"{_closest(name[3:], valid)}see timm.list_models() ({len(valid)} names)"
+            )
         return
     valid = smp_encoder_names()
     if name not in valid:
-        raise RsSegError(f"unknown SMP encoder '{name}'; available: {', '.join(valid)}")
+        raise RsSegError(
+            f"unknown SMP encoder '{name}'; {_closest(name, valid)}available: {', '.join(valid)}"
+        )
 
 
 def _smp_build(cls_name: str, cfg: Any, in_channels: int, num_classes: int, **kwargs: Any) -> nn.Module:
-    _check_encoder(cfg.encoder)
+    check_encoder(cfg.encoder)
     cls = getattr(_smp(), cls_name)
     try:
         net = cls(
@@ -157,6 +175,18 @@ def build_deeplabv3_mobilenetv3(cfg: Any, in_channels: int, num_classes: int) ->
         stem = net.backbone["0"]
         stem[0] = _replace_conv(stem[0], in_channels)
     return PadToStride(net, 16, out_key="out")  # output stride 16 (dilated last stage)
+
+
+def encoder_of(model: nn.Module) -> nn.Module | None:
+    """The encoder (feature extractor) of a registry model, for freezing and pretrained weights:
+    ``encoder`` (seed U-Net's down path, SMP models, SegFormer's MiT, swin-unet's Swin-T) or
+    ``backbone`` (torchvision DeepLabv3); None for a model without one."""
+    net = model.net if isinstance(model, PadToStride) else model
+    for attr in ("encoder", "backbone"):
+        part = getattr(net, attr, None)
+        if isinstance(part, nn.Module):
+            return part
+    return None
 
 
 ZOO = {
