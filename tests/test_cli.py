@@ -95,3 +95,14 @@ def test_cli_report(tiny_run, tmp_path) -> None:
     assert (tiny_run.run_dir / "report.html").exists()
     bad = runner.invoke(app, ["report", str(tmp_path)])
     assert bad.exit_code == 2 and "not a run" in " ".join(bad.output.split())
+
+
+def test_cli_export_and_predict_with_onnx(tiny_run, tmp_path) -> None:
+    model = tmp_path / "model.onnx"
+    result = runner.invoke(app, ["export", str(tiny_run.best_checkpoint), "--onnx", str(model)])
+    assert result.exit_code == 0, result.output
+    assert model.exists()
+    scene = next((tiny_run.run_dir.parent.parent / "data" / "test" / "images").glob("*.tif"))
+    result = runner.invoke(app, ["predict", str(model), str(scene), "--out", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    assert any((tmp_path / "p").glob("*.tif"))

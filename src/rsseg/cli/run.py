@@ -57,21 +57,40 @@ def evaluate(
 @app.command()
 @_guard
 def predict(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.ckpt).")],
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.ckpt) or exported model (.onnx).")],
     inputs: Annotated[list[Path], typer.Argument(help="Images to map: GeoTIFF, JPEG or PNG.")],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("predictions"),
     window: Annotated[int | None, typer.Option(help="Window size (default: checkpoint's).")] = None,
     keep: Annotated[int | None, typer.Option(help="Kept centre size (default: checkpoint's).")] = None,
+    engine: Annotated[
+        str, typer.Option(help="torch, onnx (onnxruntime), or auto: by file suffix (.onnx -> onnx).")
+    ] = "auto",
 ) -> None:
     """Predict whole scenes with Border Correction: class GeoTIFF + colour and blend PNGs."""
-    from rsseg.checkpoint import load_predictor
     from rsseg.infer import predict_files
+    from rsseg.onnx_engine import predictor_for
 
-    predictor = load_predictor(checkpoint)
+    predictor = predictor_for(checkpoint, engine)  # type: ignore[arg-type]
     predictor.window = window or predictor.window
     predictor.keep = keep or predictor.keep
     for paths in predict_files(predictor, inputs, out):
         console.print("  ".join(f"{k}: {v}" for k, v in paths.items()))
+
+
+@app.command()
+@_guard
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.ckpt) to export.")],
+    onnx_path: Annotated[Path, typer.Option("--onnx", help="ONNX file to write.")],
+    opset: Annotated[int | None, typer.Option(help="ONNX opset (default 17, at most 20).")] = None,
+    window: Annotated[
+        int | None, typer.Option(help="Inference window stored in the file (default: checkpoint's).")
+    ] = None,
+) -> None:
+    """Export a checkpoint to ONNX (dynamic batch, height, width), checked against torch."""
+    from rsseg.export import export_onnx
+
+    console.print(f"ONNX model: {export_onnx(checkpoint, onnx_path, opset=opset, window=window)}")
 
 
 @app.command()

@@ -1,0 +1,189 @@
+"""Predict with an exported ONNX model through onnxruntime, without torch weights or a checkpoint.
+
+The session is wrapped in a parameter-free ``nn.Module`` so a ``Predictor`` built from it runs
+through the same Border Correction code (``rsseg.infer``) as a torch model. Everything else a
+predictor needs (classes, bands, normalisation, window/keep) comes from the JSON that
+``rsseg.export`` stores in the ONNX file's ``metadata_props`` under :data:`METADATA_KEY`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rsseg.classes import ClassTable
+from rsseg.errors import RsSegError
+from rsseg.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+#: ``metadata_props`` key holding the rsseg JSON document.
+METADATA_KEY = "rsseg"
+#: Version of that document's layout; bump when a field changes meaning.
+METADATA_FORMAT = 1
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+
+Engine = Literal["auto", "torch", "onnx"]
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise RsSegError("the ONNX engine needs onnxruntime: pip install onnxruntime") from None
+    return onnxruntime
+
+
+def ort_errors() -> tuple[type[BaseException], ...]:
+    """onnxruntime's own exception types (pybind classes deriving from Exception directly),
+    plus the Python errors its wrapper raises for bad arguments."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile", "NoModel",
+             "NotFound", "NotImplemented", "RuntimeException", "EPFail", "EngineError")
+    found = tuple(getattr(state, n) for n in names if isinstance(getattr(state, n, None), type))
+    return (*found, RuntimeError, ValueError, TypeError, OSError)
+
+
+def _providers(device: torch.device) -> list[str]:
+    available = _ort().get_available_providers()
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" not in available:
+            raise RsSegError(
+                "onnxruntime here has no CUDA provider (install onnxruntime-gpu) or use device cpu"
+            )
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device.type != "cpu":
+        raise RsSegError(f"the ONNX engine runs on cpu or cuda, not {device.type}")
+    return ["CPUExecutionProvider"]
+
+
+def open_session(model: str | bytes | Path, device: torch.device | None = None, *, name: str = "") -> Any:
+    """An onnxruntime session on ``device`` using torch's thread count (so both engines
+    share the machine the same way); ``name`` is the file reported in errors."""
+    ort = _ort()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # errors only: ORT's warnings are not actionable for users
+    source = str(model) if isinstance(model, Path) else model
+    try:
+        return ort.InferenceSession(source, sess_options=opts, providers=_providers(device or torch.device("cpu")))
+    except ort_errors() as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RsSegError(f"{name or 'model'} is not a loadable ONNX model (corrupt or truncated?): {msg}") from None
+
+
+class OrtModule(nn.Module):
+    """``forward``: float tensor (B, C, H, W) -> logits (B, K, H, W) computed by onnxruntime.
+
+    Inputs with a side smaller than ``stride`` are replicate-padded here first, exactly as
+    ``PadToStride`` does in torch: the traced graph only knows the reflect branch.
+    """
+
+    def __init__(self, session: Any, stride: int = 1) -> None:
+        super().__init__()
+        self.session = session
+        self.stride = max(1, int(stride))
+        self.input_name = session.get_inputs()[0].name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        s = self.stride
+        pad_h, pad_w = (-h) % s, (-w) % s
+        if (pad_h or pad_w) and not (pad_h < h and pad_w < w):
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        arr = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+        (out,) = self.session.run(None, {self.input_name: arr})
+        return torch.from_numpy(out)[..., :h, :w].to(x.device)
+
+
+def read_metadata(session: Any, name: str = "") -> dict:
+    """The rsseg JSON of an open session, checked for the fields a predictor needs."""
+    raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    if raw is None:
+        raise RsSegError(f"{name} has no rsseg metadata: export it with `rsseg export CHECKPOINT --onnx FILE`")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RsSegError(f"{name}: malformed rsseg metadata: {exc}") from None
+    missing = [k for k in ("classes", "mean", "std", "window", "keep") if k not in meta]
+    if missing:
+        raise RsSegError(f"{name}: rsseg metadata lacks {', '.join(missing)}")
+    if meta.get("format", 0) > METADATA_FORMAT:
+        raise RsSegError(f"{name} was exported by a newer rsseg (metadata format {meta['format']})")
+    return meta
+
+
+def load_onnx_predictor(path: Path, device: torch.device | None = None) -> Predictor:
+    """Exported ``.onnx`` file -> ``Predictor`` (fp32, contiguous) running onnxruntime."""
+    path = Path(path)
+    if not path.exists():
+        raise RsSegError(f"ONNX model not found: {path}")
+    if not path.is_file():
+        raise RsSegError(f"ONNX model path is not a file: {path}")
+    device = device or torch.device("cpu")
+    session = open_session(path, device, name=str(path))
+    meta = read_metadata(session, str(path))
+    try:
+        classes = ClassTable.from_dict(meta["classes"])
+    except RsSegError as exc:
+        raise RsSegError(f"{path}: {exc}") from None
+    bands = meta.get("bands")
+    return Predictor(
+        model=OrtModule(session, meta.get("stride", 1)),
+        classes=classes,
+        mean=[float(v) for v in meta["mean"]],
+        std=[float(v) for v in meta["std"]],
+        bands=[int(b) - 1 for b in bands] if bands else None,  # stored 1-based, as in configs
+        window=int(meta["window"]),
+        keep=int(meta["keep"]),
+        batch_size=int(meta.get("batch_size", 8)),
+        precision="32",
+        channels_last=False,
+        device=torch.device("cpu"),  # ORT takes and returns host arrays whatever its provider
+    )
+
+
+def load_any_predictor(path: Path, device: torch.device | None = None) -> Predictor:
+    """``.onnx`` -> onnxruntime predictor; anything else is read as a torch checkpoint."""
+    return predictor_for(path, "auto", device)
+
+
+def predictor_for(path: Path, engine: Engine = "auto", device: torch.device | None = None) -> Predictor:
+    """Predictor for ``rsseg predict --engine``.
+
+    * ``auto``: by suffix (``.onnx`` -> onnxruntime, otherwise torch checkpoint).
+    * ``torch``: needs a checkpoint; an ``.onnx`` file has no torch weights.
+    * ``onnx``: an ``.onnx`` file is used as is; a checkpoint is exported (and verified) to a
+      temporary file first, which costs seconds: export once with ``rsseg export`` to reuse it.
+    """
+    from rsseg.checkpoint import load_predictor
+
+    path = Path(path)
+    is_onnx = path.suffix.lower() == ".onnx"
+    if engine == "auto":
+        engine = "onnx" if is_onnx else "torch"
+    if engine == "torch":
+        if is_onnx:
+            raise RsSegError(f"{path} is an ONNX model: use --engine onnx, or pass the .ckpt checkpoint")
+        return load_predictor(path, device=device)
+    if engine != "onnx":
+        raise RsSegError(f"unknown engine '{engine}'; choose torch or onnx")
+    if is_onnx:
+        return load_onnx_predictor(path, device)
+    from rsseg.export import export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="rsseg-onnx-") as tmp:
+        onnx_path = export_onnx(path, Path(tmp) / f"{path.stem}.onnx")
+        log.info("exported %s to a temporary ONNX model", path)
+        return load_onnx_predictor(onnx_path, device)  # the session holds the graph in memory
