@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 PIP    := PIP_FIND_LINKS= $(BIN)/python -m pip
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test venv clean bench-precision bench-models bench-ebb
+.PHONY: demo test venv clean bench-precision bench-models bench-ebb bench-retrieval
 
 venv: $(STAMP)
 
@@ -32,6 +32,9 @@ bench-models: $(STAMP)
 
 bench-ebb: $(STAMP)
 	$(BIN)/python benchmarks/ebb.py $(ARGS)
+
+bench-retrieval: $(STAMP)
+	$(BIN)/python benchmarks/retrieval.py $(ARGS)
 
 clean:
 	rm -rf demo-output runs .pytest_cache

@@ -1,5 +1,6 @@
 """The CLI shells: help of every command, exit code 2 with one clear message for bad input."""
 
+import json
 import re
 
 import pytest
@@ -106,3 +107,19 @@ def test_cli_export_and_predict_with_onnx(tiny_run, tmp_path) -> None:
     result = runner.invoke(app, ["predict", str(model), str(scene), "--out", str(tmp_path / "p")])
     assert result.exit_code == 0, result.output
     assert any((tmp_path / "p").glob("*.tif"))
+
+
+def test_cli_index_build_search_compare(tiny_run, tmp_path) -> None:
+    scenes = sorted((tiny_run.run_dir.parent.parent / "data" / "test" / "images").glob("*.tif"))
+    index = tmp_path / "idx"
+    result = runner.invoke(app, ["index", "build", str(tiny_run.best_checkpoint), *map(str, scenes),
+                                 "--out", str(index), "--tile", "64", "--embed", "backbone", "--min-mass", "0"])
+    assert result.exit_code == 0, result.output
+    tile_id = json.loads((index / "tiles.jsonl").read_text().splitlines()[0])["id"]
+    result = runner.invoke(app, ["index", "search", str(index), "--query", tile_id, "--k", "3",
+                                 "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert any((tmp_path / "r").glob("*.png"))
+    result = runner.invoke(app, ["index", "compare", str(index), "--sample", "3"])
+    assert result.exit_code == 0, result.output
+    assert "backbone" in result.output

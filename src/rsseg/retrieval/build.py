@@ -1,0 +1,265 @@
+"""Build a retrieval index from a checkpoint and scenes (seed 000 §5.2).
+
+Each scene is predicted whole with Border Correction (or its ground-truth mask is read), cut
+into ``tile`` x ``tile`` chips on a ``stride`` grid (partial chips at the right and bottom
+edges are left out, as the seed's 224 px crops), and every chip with enough evaluated pixels
+gets a signature, its geographic bounds and optional embeddings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.transform import Affine
+from rasterio.windows import Window, bounds
+
+from rsseg.classes import IGNORE_INDEX, ClassTable
+from rsseg.errors import RsSegError
+from rsseg.retrieval.embeddings import ViTEmbedder, ViTSpec, backbone_embed, to_rgb8
+from rsseg.retrieval.index import RetrievalIndex, atomic_dir, tile_id, write_index
+from rsseg.retrieval.signatures import QUANTUM, SignatureSpace
+
+
+def effective_classes(predictor) -> ClassTable:
+    """The checkpoint's class table with the run's ``ignore_classes`` applied (as evaluate)."""
+    cfg = getattr(predictor, "config", None)
+    table = predictor.classes
+    ignore = set(table.ignore)
+    for item in list(cfg.data.ignore_classes) if cfg is not None else []:
+        if isinstance(item, int) and 0 <= item < table.num_classes:
+            ignore.add(item)
+        elif item in table.names:
+            ignore.add(table.names.index(item))
+        else:
+            raise RsSegError(f"ignore_classes: unknown class '{item}'; classes: {', '.join(table.names)}")
+    return dataclasses.replace(table, ignore=tuple(sorted(ignore)))
+
+
+def scene_ids(paths: list[Path]) -> list[str]:
+    """File stems; stems shared by several scenes get their parent folders, joined by '-'
+    (``train/images/a.tif`` -> ``train-images-a``), as few as needed to tell them apart."""
+    resolved = [p.resolve() for p in paths]
+    if len(set(resolved)) != len(resolved):
+        raise RsSegError("a scene is given twice")
+    ids = [p.stem for p in resolved]
+    depth = [0] * len(ids)
+    for _ in range(max(len(p.parts) for p in resolved)):
+        clash = [i for i in range(len(ids)) if ids.count(ids[i]) > 1]
+        if not clash:
+            return ids
+        for i in clash:
+            depth[i] += 1
+            parents = resolved[i].parent.parts[1:]
+            ids[i] = "-".join([*parents[max(0, len(parents) - depth[i]) :], resolved[i].stem])
+    raise RsSegError(f"cannot give scenes distinct names: {', '.join(map(str, paths))}")
+
+
+def _check_inputs(scenes: list[Path], masks: list[Path] | None) -> list[str]:
+    if not scenes:
+        raise RsSegError("no scenes given to index")
+    for p in scenes:
+        if not p.is_file():
+            raise RsSegError(f"scene not found: {p}")
+    if masks is not None:
+        if len(masks) != len(scenes):
+            raise RsSegError(f"{len(masks)} masks for {len(scenes)} scenes; give one mask per scene")
+        for m in masks:
+            if not m.is_file():
+                raise RsSegError(f"mask not found: {m}")
+    return scene_ids(scenes)
+
+
+def _read_mask(path: Path, shape: tuple[int, int], classes: ClassTable) -> np.ndarray:
+    from rsseg.infer import read_image
+
+    mask = read_image(path)[0][0]
+    if mask.shape != shape:
+        raise RsSegError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]}, its scene {shape[1]}x{shape[0]}")
+    bad = (mask >= classes.num_classes) & (mask != IGNORE_INDEX)
+    if bad.any():
+        raise RsSegError(f"{path}: mask values {sorted(np.unique(mask[bad]).tolist())[:10]} are not classes")
+    return mask.astype(np.uint8)
+
+
+def _write_mask(mask: np.ndarray, profile: dict, path: Path) -> None:
+    meta = {
+        "driver": "GTiff", "width": mask.shape[1], "height": mask.shape[0], "count": 1,
+        "dtype": "uint8", "nodata": IGNORE_INDEX, "compress": "deflate",
+        "transform": profile.get("transform") or Affine.identity(),
+    }
+    if profile.get("crs") is not None:
+        meta["crs"] = profile["crs"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", **meta) as dst:
+            dst.write(mask, 1)
+
+
+def _valid(image: np.ndarray, nodata: float | None) -> np.ndarray:
+    """(H, W) bool: False where every band is nodata (those pixels get no class)."""
+    if nodata is None:
+        return np.ones(image.shape[1:], dtype=bool)
+    if isinstance(nodata, float) and np.isnan(nodata):
+        return ~np.all(np.isnan(image), axis=0)
+    return ~np.all(image == nodata, axis=0)
+
+
+def _batches(n: int, size: int) -> Iterable[slice]:
+    for lo in range(0, n, size):
+        yield slice(lo, min(n, lo + size))
+
+
+def _chips(
+    sid: str, image: np.ndarray, mask: np.ndarray, transform: Affine, tile: int, stride: int,
+    space: SignatureSpace, min_mass: float, embedders: list,
+) -> tuple[list[dict], np.ndarray, dict[str, np.ndarray]]:
+    """One scene -> tile records, histograms (kept chips) and embeddings per method."""
+    h, w = mask.shape
+    origins = [(y, x) for y in range(0, h - tile + 1, stride) for x in range(0, w - tile + 1, stride)]
+    if not origins:
+        return [], np.zeros((0, space.dim)), {}
+    hist, mass = space.signatures(np.stack([mask[y : y + tile, x : x + tile] for y, x in origins]))
+    keep = [j for j in range(len(origins)) if mass[j] > 0 and mass[j] >= min_mass]
+    tiles = []
+    for j in keep:
+        y, x = origins[j]
+        tiles.append({
+            "id": tile_id(sid, y, x), "scene": sid, "x": x, "y": y, "width": tile, "height": tile,
+            "bounds": [float(v) for v in bounds(Window(x, y, tile, tile), transform)],
+            "mass": float(mass[j]),
+        })
+    vectors: dict[str, np.ndarray] = {}
+    kept = [origins[j] for j in keep]
+    for name, embed, batch in embedders:
+        parts = [
+            embed(np.stack([image[:, y : y + tile, x : x + tile] for y, x in kept[sl]]))
+            for sl in _batches(len(kept), max(1, batch))
+        ]
+        if parts:
+            vectors[name] = np.concatenate(parts)
+    return tiles, hist[keep], vectors
+
+
+def build_index(
+    checkpoint: Path,
+    scenes: Sequence[Path],
+    tile: int = 224,
+    out: Path = Path("index"),
+    *,
+    embeddings: Sequence[str | ViTSpec] = (),
+    stride: int | None = None,
+    masks: Sequence[Path] | None = None,
+    class_order: Sequence[str | int] | None = None,
+    min_mass: float = 0.5,
+    progress: bool = True,
+) -> RetrievalIndex:
+    """Predict ``scenes`` (or read their ground-truth ``masks``), cut chips and write an index.
+
+    ``embeddings``: ``"backbone"`` and/or ``ViTSpec``s. ``min_mass``: least share of a chip's
+    pixels in evaluated classes for it to be indexed. ``class_order``: EMD ground order.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from rsseg.checkpoint import load_predictor
+    from rsseg.infer import border_corrected_predict, read_image
+
+    stride = stride or tile
+    if tile <= 0 or stride <= 0:
+        raise RsSegError(f"tile ({tile}) and stride ({stride}) must be positive")
+    if not 0.0 <= min_mass <= 1.0:
+        raise RsSegError(f"min_mass must be in 0..1, got {min_mass}")
+    scene_paths = [Path(p) for p in scenes]
+    mask_paths = [Path(m) for m in masks] if masks is not None else None
+    ids = _check_inputs(scene_paths, mask_paths)
+    vits = [e for e in embeddings if isinstance(e, ViTSpec)]
+    unknown = [e for e in embeddings if not isinstance(e, ViTSpec) and e != "backbone"]
+    if unknown:
+        raise RsSegError(f"unknown embedding(s) {unknown}: use 'backbone' or a ViT (ARCH=WEIGHTS)")
+    use_backbone = "backbone" in embeddings
+    if len({v.method for v in vits}) != len(vits):
+        raise RsSegError("two ViT embeddings share a name; give each arch/pool once")
+
+    predictor = load_predictor(Path(checkpoint))
+    classes = effective_classes(predictor)
+    space = SignatureSpace.of(classes, class_order)
+    vit_models = [ViTEmbedder(v, predictor.device) for v in vits]
+    rgb_bands = predictor.bands[:3] if predictor.bands and len(predictor.bands) >= 3 else None
+
+    embedders = []
+    if use_backbone:
+        embedders.append(("backbone", lambda raw: backbone_embed(predictor, raw), predictor.batch_size))
+    for spec, model in zip(vits, vit_models, strict=True):
+        embedders.append((spec.method, lambda raw, m=model: m(np.stack([to_rgb8(c, rgb_bands) for c in raw])), 8))
+    order = sorted(range(len(ids)), key=lambda i: ids[i])
+    hists, tiles, scene_meta = [], [], []
+    vectors: dict[str, list[np.ndarray]] = {}
+    with atomic_dir(Path(out)) as tmp, Progress(
+        TextColumn("index"), BarColumn(), MofNCompleteColumn(), TextColumn("scenes"),
+        TimeRemainingColumn(), disable=not progress,
+    ) as bar:
+        task = bar.add_task("index", total=len(ids))
+        (tmp / "masks").mkdir()
+        for i in order:
+            sid, path = ids[i], scene_paths[i]
+            image, profile = read_image(path)
+            h, w = image.shape[1:]
+            if mask_paths is None:
+                mask = border_corrected_predict(predictor, image)
+                mask[~_valid(image, profile.get("nodata"))] = IGNORE_INDEX
+            else:
+                mask = _read_mask(mask_paths[i], (h, w), classes)
+            _write_mask(mask, profile, tmp / "masks" / f"{sid}.tif")
+            transform = profile.get("transform") or Affine.identity()
+            crs = profile.get("crs")
+            scene_meta.append({
+                "id": sid, "path": str(path.resolve()), "mask": f"masks/{sid}.tif", "width": w,
+                "height": h, "crs": crs.to_string() if crs is not None else None,
+                "transform": list(transform)[:6],
+            })
+            t, hist, vecs = _chips(sid, image, mask, transform, tile, stride, space, min_mass, embedders)
+            tiles.extend(t)
+            hists.append(hist)
+            for name, v in vecs.items():
+                vectors.setdefault(name, []).append(v)
+            bar.advance(task)
+        if not tiles:
+            raise RsSegError(
+                f"no chip to index: scenes smaller than tile {tile} or chips with less than "
+                f"{min_mass:.0%} pixels of evaluated classes"
+            )
+        sig = np.concatenate(hists)
+        arrays = {name: np.concatenate(v) for name, v in vectors.items()}
+        info: dict[str, dict] = {}
+        if use_backbone:
+            info["backbone"] = {"kind": "backbone", "dim": int(arrays["backbone"].shape[1]), "metric": "l1"}
+        for spec in vits:
+            info[spec.method] = {"kind": "vit", "dim": int(arrays[spec.method].shape[1]), "metric": "l2",
+                                 **spec.to_dict()}
+        manifest = {
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "checkpoint": str(Path(checkpoint).resolve()),
+            "classes": classes.to_dict(),
+            "signature_classes": space.names,
+            "class_order": space.order_names,
+            "tile": tile, "stride": stride, "min_mass": min_mass,
+            "source": "prediction" if mask_paths is None else "ground-truth",
+            "cumulative_quantum": QUANTUM,
+            "rgb_bands": rgb_bands,
+            "scenes": scene_meta,
+            "embeddings": info,
+        }
+        write_index(tmp, manifest, sig, space.cumulative(sig), tiles, arrays)
+    return RetrievalIndex(Path(out))
