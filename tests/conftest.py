@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a stray hub download must fail at once
+# dataset caches (chip index, band statistics) go to a throw-away folder, not ~/.cache/rsseg
+os.environ.setdefault("RSSEG_CACHE_DIR", tempfile.mkdtemp(prefix="rsseg-test-cache-"))
 
 from pathlib import Path
 

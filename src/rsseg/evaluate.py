@@ -15,7 +15,6 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from rsseg.checkpoint import load_predictor
-from rsseg.classes import IGNORE_INDEX
 from rsseg.config import Config
 from rsseg.data.sources import get_source, with_ignored
 from rsseg.errors import RsSegError
@@ -79,7 +78,7 @@ def evaluate(
             pred = border_corrected_predict(
                 predictor, image, progress=lambda done, t=task: bar.update(t, completed=done)
             )
-            mask = _read_mask(scene.mask, pred.shape, classes.num_classes)
+            mask = _read_mask(source, scene, pred.shape)
             confusion.update(pred, mask)
             pixels += int(mask.size)
     seconds = time.perf_counter() - start
@@ -98,16 +97,11 @@ def evaluate(
     return EvalResult(metrics, out_dir, metrics_path, png, seconds, pixels)
 
 
-def _read_mask(path: Path | None, shape: tuple[int, ...], num_classes: int) -> np.ndarray:
-    if path is None:
+def _read_mask(source, scene, shape: tuple[int, ...]) -> np.ndarray:
+    """The scene's mask decoded by its dataset's codec (class indices, 255 = no label)."""
+    if scene.mask is None:
         raise RsSegError("evaluation needs masks, but a scene of this split has none")
-    data, _ = read_image(path)
-    mask = data[0]
+    mask = source.read_mask(scene)
     if mask.shape != shape:
-        raise RsSegError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]}, image is {shape[1]}x{shape[0]}")
-    bad = (mask >= num_classes) & (mask != IGNORE_INDEX)
-    if bad.any():
-        raise RsSegError(
-            f"{path}: mask values {sorted(np.unique(mask[bad]).tolist())} are not classes 0..{num_classes - 1}"
-        )
-    return mask.astype(np.uint8)
+        raise RsSegError(f"mask {scene.mask} is {mask.shape[1]}x{mask.shape[0]}, image is {shape[1]}x{shape[0]}")
+    return mask

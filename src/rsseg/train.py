@@ -8,7 +8,7 @@ import logging
 import shutil
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,7 @@ from rsseg import __version__
 from rsseg.callbacks import training_callbacks
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.config import Config
-from rsseg.data.priors import class_pixel_counts
 from rsseg.data.sources import get_source
-from rsseg.data.tiles import TileDataset, band_stats
 from rsseg.errors import RsSegError
 from rsseg.io import atomic_path, atomic_write_text, ensure_writable_dir
 from rsseg.losses import build_loss
@@ -147,6 +145,8 @@ class TrainResult:
     best_val_miou: float | None
     seconds: float
     epochs: int
+    #: scenes left out under ``data.on_error: skip`` (``rsseg.data.index.Skipped``)
+    skipped: list = field(default_factory=list)
 
 
 def new_run_dir(cfg: Config, config_name: str) -> Path:
@@ -187,19 +187,11 @@ def train(
     source.prepare(progress=progress)
     classes = source.classes()
     train_scenes, val_scenes = source.scenes("train"), source.scenes("val")
-    bands = cfg.data.bands
-    if cfg.data.mean is not None and cfg.data.std is not None:
-        mean, std = cfg.data.mean, cfg.data.std
-    else:
-        mean, std = band_stats([s.image for s in train_scenes], bands)
-    if bands is not None and len(mean) != len(bands):
-        raise RsSegError(f"data.mean has {len(mean)} values for {len(bands)} selected bands")
-
-    common = dict(tile_size=cfg.data.tile_size, mean=mean, std=std, bands=bands)
-    train_ds = TileDataset(
-        train_scenes, classes, random_shift=cfg.data.random_shift, augment=cfg.data.augment, **common
-    )
-    val_ds = TileDataset(val_scenes, classes, **common)
+    bands = source.band_indices()  # 1-based numbers, band names resolved
+    # mean/std: from the config, else from the (cached) scan of the training scenes
+    train_ds = source.tile_dataset(train_scenes, train=True, mean=cfg.data.mean, std=cfg.data.std)
+    mean, std = train_ds.mean, train_ds.std
+    val_ds = source.tile_dataset(val_scenes, mean=mean, std=std)
     loader = dict(batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
                   persistent_workers=cfg.data.num_workers > 0)
     train_dl = DataLoader(train_ds, shuffle=True, drop_last=len(train_ds) > cfg.data.batch_size, **loader)
@@ -214,7 +206,7 @@ def train(
 
     class_counts = None
     if isinstance(cfg.loss.class_weights, str):  # "inverse" / "median" need the class priors
-        counts = class_pixel_counts([s.mask for s in train_scenes if s.mask], classes.num_classes)
+        counts = train_ds.class_counts  # exact, decoded by the dataset's mask codec
         counts[list(classes.ignore)] = 0
         class_counts = [int(c) for c in counts]
     task = SegmentationTask(
@@ -260,6 +252,10 @@ def train(
         warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
         trainer.fit(task, train_dl, val_dl, ckpt_path=ckpt_path)
     seconds = time.perf_counter() - start
+    skipped = [*source.skipped, *train_ds.skipped, *val_ds.skipped]
+    if skipped:
+        log.warning("skipped %d bad scene(s) (data.on_error: skip):\n  %s", len(skipped),
+                    "\n  ".join(s.problem for s in skipped))
     if history is not None:
         _merge_csv_log(run_dir, history)
 
@@ -279,4 +275,5 @@ def train(
         best_val_miou=None if score is None else float(score),
         seconds=seconds,
         epochs=trainer.current_epoch,
+        skipped=skipped,
     )

@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from rsseg.config.augment import AugmentConfig
 from rsseg.config.base import Section
+
+#: Registered dataset loaders (kept in sync with ``rsseg.data.DATASETS`` by a test).
+DATASET_NAMES = (
+    "synthetic, folder, multispectral, gid15, landcoverai, deepglobe, loveda, flair1, "
+    "potsdam, vaihingen, dubai"
+)
+
+Color = tuple[int, int, int]
+
+
+def parse_color(value: object) -> Color:
+    """``"#3C1098"``, ``"3c1098"`` or ``[60, 16, 152]`` -> ``(60, 16, 152)``."""
+    if isinstance(value, str):
+        text = value.strip().removeprefix("#")
+        if not re.fullmatch(r"[0-9a-fA-F]{6}", text):
+            raise ValueError(f"colour {value!r} is not #RRGGBB")
+        return (int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16))
+    if isinstance(value, list | tuple) and len(value) == 3:
+        rgb = tuple(int(v) for v in value)
+        if all(0 <= v <= 255 for v in rgb) and all(float(v) == int(v) for v in value):
+            return rgb  # type: ignore[return-value]
+    raise ValueError(f"colour {value!r} is neither #RRGGBB nor [r, g, b] with values 0..255")
 
 
 class SyntheticConfig(Section):
@@ -17,44 +42,168 @@ class SyntheticConfig(Section):
     seed: int = Field(0, description="Seed of the scene generator (same seed, same data).")
 
 
+class ClassSpec(Section):
+    """One class of a `folder`/`multispectral` dataset: how it is written in the masks."""
+
+    name: str = Field(..., min_length=1, description="Class name.")
+    color: Color | None = Field(
+        None, description="Display colour, and the mask colour when `mask_encoding: color`."
+    )
+    value: int | None = Field(
+        None, description="Mask value of the class (index masks); null = the class's position."
+    )
+    ignore: bool = Field(False, description="Left out of loss and metrics (like `ignore_classes`).")
+
+    @field_validator("color", mode="before")
+    @classmethod
+    def _color(cls, value: object) -> object:
+        return None if value is None else parse_color(value)
+
+
+class SplitConfig(Section):
+    """Scene-level split: named lists, seeded ratios, or (all unset) the dataset's official one."""
+
+    train: list[str] | None = Field(
+        None, description="Scene ids or groups (globs allowed, e.g. 'Tile 1') of the train split."
+    )
+    val: list[str] | None = Field(None, description="Scene ids or groups of the validation split.")
+    test: list[str] | None = Field(None, description="Scene ids or groups of the test split.")
+    ratios: tuple[float, float, float] | None = Field(
+        None, description="Train/val/test fractions of the groups, drawn with `seed`."
+    )
+    seed: int = Field(0, description="Seed of the ratio split (same seed, same split).")
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, value: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
+        if value is not None and (min(value) < 0 or sum(value) <= 0):
+            raise ValueError("ratios must be >= 0 and not all zero")
+        return value
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> SplitConfig:
+        if self.ratios is not None and self.has_lists:
+            raise ValueError("give either scene lists (train/val/test) or `ratios`, not both")
+        return self
+
+    @property
+    def has_lists(self) -> bool:
+        return any(v is not None for v in (self.train, self.val, self.test))
+
+
 class DataConfig(Section):
     dataset: str = Field(
-        "synthetic",
-        description="Dataset loader from the registry (`rsseg.data.DATASETS`): synthetic, folder.",
+        "synthetic", description=f"Dataset loader from the registry (`rsseg.data.datasets.DATASETS`): {DATASET_NAMES}."
     )
-    root: Path = Field(Path("data/synthetic"), description="Dataset folder.")
+    root: Path = Field(Path("data/synthetic"), description="Dataset folder (may be read-only).")
     synthetic: SyntheticConfig = Field(
         default_factory=SyntheticConfig, description="Generator settings for `dataset: synthetic`."
+    )
+    variant: str | None = Field(
+        None, description="Dataset variant: flair1 'baseline' (13 classes, default) or 'full' (19)."
     )
     image_dir: str = Field("images", description="Image sub-folder of each split (folder layout).")
     mask_dir: str = Field("masks", description="Mask sub-folder of each split (folder layout).")
     image_glob: str = Field("*.tif", description="Glob for image files inside `image_dir`.")
+    images: str | None = Field(
+        None, description="Glob of image files under `root` (folder/multispectral; overrides the split folders)."
+    )
+    masks: str | None = Field(None, description="Glob of mask files under `root`, paired with images by stem.")
+    image_suffix: str = Field("", description="End of image stems dropped before pairing (e.g. '_sat').")
+    mask_suffix: str = Field("", description="End of mask stems dropped before pairing (e.g. '_mask').")
+    group_pattern: str | None = Field(
+        None, description="Regex on the image path under root; its first group is the split unit."
+    )
+    classes: list[ClassSpec] | None = Field(
+        None, description="Class table of a folder/multispectral dataset; null = `classes_file`."
+    )
+    classes_file: Path | None = Field(
+        None, description="Class table JSON; null = ROOT/classes.json (folder/multispectral)."
+    )
+    mask_encoding: Literal["index", "color"] = Field(
+        "index", description="Folder/multispectral masks hold class values (index) or RGB colours (color)."
+    )
+    nodata_values: list[int | Color] = Field(
+        default_factory=list,
+        description="Mask values or colours meaning 'no label' (255 always means no label in index masks).",
+    )
+    unknown_colors: Literal["error", "ignore"] = Field(
+        "error", description="A mask value/colour outside the class table: error, or treat as no label."
+    )
     ignore_classes: list[str | int] = Field(
         default_factory=list,
         description="Classes (names or indices) excluded from loss and metrics, e.g. background.",
     )
-    bands: list[int] | None = Field(
-        None, description="1-based band numbers to read (as GDAL/rasterio count); null = all bands."
+    bands: list[int | str] | None = Field(
+        None, description="Bands to read: 1-based numbers or band names; null = all bands."
+    )
+    band_names: list[str] | None = Field(
+        None, description="Names of the image bands; null = the GeoTIFF band descriptions."
     )
     mean: list[float] | None = Field(
-        None, description="Per-band mean in raw pixel units; null = computed from training data."
+        None, description="Per-band mean in raw pixel units; null = computed from training data (cached)."
     )
     std: list[float] | None = Field(
-        None, description="Per-band std in raw pixel units; null = computed from training data."
+        None, description="Per-band std in raw pixel units; null = computed from training data (cached)."
+    )
+    split: SplitConfig | None = Field(
+        None, description="Scene-level split (lists or ratios); null = the dataset's official split."
+    )
+    exclude: Path | None = Field(
+        None, description="JSON list of scene ids or image paths to leave out (bad scenes)."
+    )
+    on_error: Literal["raise", "skip"] = Field(
+        "raise", description="A bad file (unreadable, size mismatch, unknown values): raise, or skip and report."
+    )
+    cache_dir: Path | None = Field(
+        None, description="Chip index and statistics cache; null = $RSSEG_CACHE_DIR or ~/.cache/rsseg."
+    )
+    decoded_cache: int = Field(
+        4, ge=0, description="Whole decoded JPEG/PNG scenes kept per loader process (no windowed reads)."
     )
     tile_size: int = Field(224, ge=16, description="Side of the training/validation chips in pixels.")
     random_shift: int = Field(
         20, ge=0, description="Random shift (+-px) of each training chip (seed 000 'Random Shift')."
     )
-    augment: bool = Field(True, description="Random flips and 90-degree rotations of training chips.")
+    augment: AugmentConfig = Field(
+        default_factory=AugmentConfig,
+        description="Training-chip augmentations (d4, scale, blur, color_jitter, noise); true/false = D4 on/off.",
+    )
     batch_size: int = Field(8, ge=1, description="Training and validation batch size.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
 
     @field_validator("bands")
     @classmethod
-    def _bands_positive(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None and (not value or min(value) < 1):
-            raise ValueError("band numbers are 1-based and the list must not be empty")
+    def _bands_valid(cls, value: list[int | str] | None) -> list[int | str] | None:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("the band list must not be empty")
+        if any(isinstance(b, int) and b < 1 for b in value):
+            raise ValueError("band numbers are 1-based")
+        return value
+
+    @field_validator("nodata_values", mode="before")
+    @classmethod
+    def _nodata(cls, value: object) -> object:
+        if not isinstance(value, list):
+            return value
+        return [v if isinstance(v, int) and not isinstance(v, bool) else parse_color(v) for v in value]
+
+    @field_validator("classes_file", "exclude", "cache_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        """Resolved when the config is read, like `root`, so saved configs work from anywhere."""
+        return None if value is None else value.expanduser().absolute()
+
+    @field_validator("group_pattern")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
         return value
 
     @model_validator(mode="after")
@@ -66,6 +215,6 @@ class DataConfig(Section):
                 raise ValueError("`mean` and `std` must have one value per band")
             if min(self.std) <= 0:
                 raise ValueError("`std` values must be positive")
+        if self.classes is not None and not self.classes:
+            raise ValueError("`classes` must list at least one class")
         return self
-
-

@@ -1,23 +1,44 @@
-"""Training chips read lazily through raster windows, so a huge scene is never decoded whole."""
+"""Training chips read lazily through raster windows, so a huge scene is never decoded whole.
+
+Building a ``TileDataset`` scans every scene once (``rsseg.data.index``: files readable, sizes
+agree, every mask pixel decodes) and caches the result with the chip grid, keyed on the files'
+paths, sizes and mtimes and the tile size. Chips are then read window by window; JPEG/PNG
+scenes, which cannot be windowed cheaply, are decoded whole and kept in a small LRU
+(``rsseg.data.rasters``).
+"""
 
 from __future__ import annotations
 
-import os
-import warnings
-from collections.abc import Sequence
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
-import rasterio
 import torch
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 from torch.utils.data import Dataset
 
 from rsseg.classes import IGNORE_INDEX, ClassTable
-from rsseg.data.sources import Scene
+from rsseg.data.cache import Cache
+from rsseg.data.codecs import IndexCodec, MaskCodec, read_mask
+from rsseg.data.datasets.base import Scene
+from rsseg.data.index import (
+    Skipped,
+    band_mean_std,
+    build_index,
+    chip_origins,
+    class_counts,
+)
+from rsseg.data.rasters import RasterReader, open_raster
 from rsseg.errors import RsSegError
+
+log = logging.getLogger(__name__)
+
+#: ``(image float32 (C, H, W) normalised, mask uint8 (H, W)) -> (image, mask)``
+Transform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -27,13 +48,20 @@ class Chip:
     col: int
 
 
-def _open(path: Path) -> rasterio.DatasetReader:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
-    except RasterioIOError as exc:
-        raise RsSegError(f"{path} is not a readable image: {exc}") from None
+class ChipGrid(Sequence[Chip]):
+    """The chip origins as one (N, 3) int array (millions of chips stay cheap), read as ``Chip``."""
+
+    def __init__(self, origins: np.ndarray) -> None:
+        self.origins = origins
+
+    def __len__(self) -> int:
+        return len(self.origins)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return ChipGrid(self.origins[index])
+        s, r, c = self.origins[index]
+        return Chip(int(s), int(r), int(c))
 
 
 def grid_positions(length: int, tile: int) -> list[int]:
@@ -53,6 +81,10 @@ class TileDataset(Dataset):
 
     Returns ``(image float32 (C, T, T) normalised, mask int64 (T, T))``; pixels of ignored
     classes become ``IGNORE_INDEX``. Chips past a scene edge are padded (image 0, mask ignore).
+    ``codec`` decodes the masks (default: values 0..K-1, 255 = no label); ``transform``
+    replaces the default flip/rot90 ``augment``; ``mean``/``std`` default to the statistics of
+    these scenes (cached). Bad scenes raise, or with ``on_error='skip'`` are left out and listed
+    in ``skipped``.
     """
 
     def __init__(
@@ -61,92 +93,108 @@ class TileDataset(Dataset):
         classes: ClassTable,
         *,
         tile_size: int,
-        mean: Sequence[float],
-        std: Sequence[float],
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         bands: Sequence[int] | None = None,
         random_shift: int = 0,
         augment: bool = False,
+        transform: Transform | None = None,
+        codec: MaskCodec | None = None,
+        cache_dir: Path | None = None,
+        on_error: Literal["raise", "skip"] = "raise",
+        decoded_cache: int = 4,
     ) -> None:
-        self.scenes = list(scenes)
         self.tile = tile_size
         self.shift = random_shift
         self.augment = augment
+        self.transform = transform
         self.bands = list(bands) if bands is not None else None
-        self.mean = np.asarray(mean, dtype=np.float32)[:, None, None]
-        self.std = np.asarray(std, dtype=np.float32)[:, None, None]
-        lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-        lut[: classes.num_classes] = np.arange(classes.num_classes)
+        self.codec = codec or IndexCodec.identity(classes.num_classes)
+        self.num_classes = classes.num_classes
+        lut = np.arange(256, dtype=np.uint8)
         lut[list(classes.ignore)] = IGNORE_INDEX
         self.lut = lut
-        self.num_classes = classes.num_classes
-        self.shapes: list[tuple[int, int]] = []
-        self.chips: list[Chip] = []
-        for i, scene in enumerate(self.scenes):
-            with _open(scene.image) as src:
-                h, w = src.height, src.width
-                n_bands = src.count
-            if scene.mask is not None:
-                with _open(scene.mask) as msk:
-                    if (msk.height, msk.width) != (h, w):
-                        raise RsSegError(
-                            f"mask {scene.mask} is {msk.width}x{msk.height} but image "
-                            f"{scene.image} is {w}x{h}"
-                        )
-            if self.bands and max(self.bands) > n_bands:
-                raise RsSegError(f"{scene.image} has {n_bands} bands; data.bands asks for {self.bands}")
-            self.shapes.append((h, w))
-            for r in grid_positions(h, self.tile):
-                for c in grid_positions(w, self.tile):
-                    self.chips.append(Chip(i, r, c))
-        self._handles: dict[Path, rasterio.DatasetReader] = {}
-        self._pid = os.getpid()
+        self.reader = RasterReader(decoded_cache)
+        cache = Cache(cache_dir)
+        index = build_index(scenes, self.codec, cache, self.reader, on_error)
+        self.skipped: list[Skipped] = index.skipped
+        self.scanned = index.scanned
+        keep = self._check_bands(index, on_error)
+        self.scenes = [index.scenes[i] for i in keep]
+        self.records = [index.records[i] for i in keep]
+        self.shapes = [(r["height"], r["width"]) for r in self.records]
+        chips, self.chips_cached = chip_origins(self.records, [index.keys[i] for i in keep], tile_size, cache)
+        self.chips = ChipGrid(chips)
+        self._set_normalisation(mean, std)
+
+    def _check_bands(self, index, on_error: str) -> list[int]:
+        """Scenes whose band count fits ``bands`` (or matches the others when all bands are read)."""
+        counts = [r["count"] for r in index.records]
+        usual = Counter(counts).most_common(1)[0][0] if counts else 0
+        keep = []
+        for i, (scene, n) in enumerate(zip(index.scenes, counts, strict=True)):
+            if self.bands and max(self.bands) > n:
+                problem = f"{scene.image} has {n} bands; data.bands asks for {self.bands}"
+            elif not self.bands and n != usual:
+                problem = f"{scene.image} has {n} bands but most scenes have {usual}"
+            else:
+                keep.append(i)
+                continue
+            if on_error == "raise":
+                raise RsSegError(problem)
+            log.warning("skipping scene %s: %s", scene.id, problem)
+            self.skipped.append(Skipped(scene.id, str(scene.image), problem))
+        return keep
+
+    def _set_normalisation(self, mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
+        if mean is None or std is None:
+            mean, std = band_mean_std(self.records, self.bands)
+        n = len(self.bands) if self.bands else (self.records[0]["count"] if self.records else len(mean))
+        if len(mean) != n or len(std) != n:
+            raise RsSegError(f"data.mean/std have {len(mean)}/{len(std)} values for {n} bands")
+        self.mean, self.std = [float(v) for v in mean], [float(v) for v in std]
+        self._mean = np.asarray(self.mean, dtype=np.float32)[:, None, None]
+        self._std = np.asarray(self.std, dtype=np.float32)[:, None, None]
+
+    @property
+    def class_counts(self) -> np.ndarray:
+        """Exact int64 pixel count per class over these scenes' masks (from the scan)."""
+        return class_counts(self.records, self.num_classes)
 
     def __len__(self) -> int:
         return len(self.chips)
 
-    def _reader(self, path: Path) -> rasterio.DatasetReader:
-        if self._pid != os.getpid():  # forked into a DataLoader worker: reopen files
-            self._handles, self._pid = {}, os.getpid()
-        if path not in self._handles:
-            self._handles[path] = _open(path)
-        return self._handles[path]
-
-    def _read(self, path: Path, window: Window, fill: int, bands: list[int] | None) -> np.ndarray:
-        try:
-            return self._reader(path).read(bands, window=window, boundless=True, fill_value=fill)
-        except RasterioIOError as exc:
-            raise RsSegError(f"cannot read {path} at {window}: {exc}") from None
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def window(self, index: int) -> tuple[Scene, Window]:
+        """The scene and (randomly shifted) window of chip ``index``."""
         chip = self.chips[index]
-        scene = self.scenes[chip.scene]
         h, w = self.shapes[chip.scene]
         row, col = chip.row, chip.col
         if self.shift:
             dy, dx = torch.randint(-self.shift, self.shift + 1, (2,)).tolist()
             row = min(max(row + dy, 0), max(h - self.tile, 0))
             col = min(max(col + dx, 0), max(w - self.tile, 0))
-        window = Window(col, row, self.tile, self.tile)
-        image = self._read(scene.image, window, 0, self.bands)
-        image = (image.astype(np.float32) - self.mean) / self.std
-        if scene.mask is not None:
-            mask = self._read(scene.mask, window, IGNORE_INDEX, [1])[0]
-            bad = (mask >= self.num_classes) & (mask != IGNORE_INDEX)
-            if bad.any():
-                values = sorted(set(np.unique(mask[bad]).tolist()))
-                raise RsSegError(
-                    f"{scene.mask}: mask values {values} are not classes 0..{self.num_classes - 1}"
-                )
-            mask = self.lut[mask]
-        else:
-            mask = np.full((self.tile, self.tile), IGNORE_INDEX, dtype=np.uint8)
-        if self.augment:
+        return self.scenes[chip.scene], Window(col, row, self.tile, self.tile)
+
+    def read_chip(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(image float32 (C, T, T) normalised, mask uint8 (T, T)) before augmentation."""
+        scene, window = self.window(index)
+        image = self.reader.read_padded(scene.image, window, self.bands, 0)
+        image = (image.astype(np.float32) - self._mean) / self._std
+        if scene.mask is None:
+            return image, np.full((self.tile, self.tile), IGNORE_INDEX, dtype=np.uint8)
+        return image, self.lut[read_mask(self.reader, scene.mask, self.codec, window)]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.read_chip(index)
+        if self.transform is not None:
+            image, mask = self.transform(image, mask)
+        elif self.augment:
             k = int(torch.randint(0, 4, (1,)))
             image, mask = np.rot90(image, k, axes=(1, 2)), np.rot90(mask, k)
             if torch.rand(1).item() < 0.5:
                 image, mask = image[:, :, ::-1], mask[:, ::-1]
         return (
-            torch.from_numpy(np.ascontiguousarray(image)),
+            torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
             torch.from_numpy(np.ascontiguousarray(mask).astype(np.int64)),
         )
 
@@ -154,11 +202,14 @@ class TileDataset(Dataset):
 def band_stats(
     images: Sequence[Path], bands: Sequence[int] | None = None, max_side: int = 512
 ) -> tuple[list[float], list[float]]:
-    """Per-band mean and std over decimated reads of ``images`` (exact enough, and fast)."""
+    """Per-band mean and std over decimated reads of ``images`` (exact enough, and fast).
+
+    Uncached; ``TileDataset`` gets the same numbers from its cached scene index.
+    """
     total = total_sq = None
     count = 0
     for path in images:
-        with _open(path) as src:
+        with open_raster(path) as src:
             scale = max(1.0, max(src.height, src.width) / max_side)
             shape = (round(src.height / scale), round(src.width / scale))
             data = src.read(list(bands) if bands else None, out_shape=shape).astype(np.float64)
