@@ -135,7 +135,9 @@ def test_transform_hook_replaces_default_augmentation(tmp_path):
     assert len(seen) == 1  # not a training dataset: no transform
     torch.manual_seed(0)
     augmented = src.tile_dataset(src.scenes("train"), train=True)
-    assert augmented.augment and augmented.transform is None and augmented[0][0].shape == (3, 16, 16)
+    assert augmented.transform is not None and augmented[0][0].shape == (3, 16, 16)  # data.augment (D4)
+    src.cfg.augment = False  # legacy boolean: D4 off -> nothing to apply
+    assert src.tile_dataset(src.scenes("train"), train=True).transform is None
 
 
 def test_unreadable_file_raises_naming_it_or_is_skipped_and_reported(tmp_path):
