@@ -23,6 +23,7 @@ from rsseg.callbacks import training_callbacks
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.config import Config
 from rsseg.data.sources import get_source
+from rsseg.data.subset import select_training_chips
 from rsseg.errors import RsSegError
 from rsseg.io import atomic_path, atomic_write_text, ensure_writable_dir
 from rsseg.losses import build_loss
@@ -194,7 +195,11 @@ def train(
     val_ds = source.tile_dataset(val_scenes, mean=mean, std=std)
     loader = dict(batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
                   persistent_workers=cfg.data.num_workers > 0)
-    train_dl = DataLoader(train_ds, shuffle=True, drop_last=len(train_ds) > cfg.data.batch_size, **loader)
+    # data.subset / data.restrict filter the training chips; data.sampling gives the epoch sampler
+    sampler = select_training_chips(train_ds, cfg.data, classes, source.cache_dir())
+    drawn = len(sampler) if sampler is not None else len(train_ds)  # type: ignore[arg-type]
+    train_dl = DataLoader(train_ds, shuffle=sampler is None, sampler=sampler,
+                          drop_last=drawn > cfg.data.batch_size, **loader)
     val_dl = DataLoader(val_ds, shuffle=False, **loader)
 
     accelerator = cfg.train.accelerator

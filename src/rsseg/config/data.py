@@ -14,7 +14,7 @@ from rsseg.config.base import Section
 #: Registered dataset loaders (kept in sync with ``rsseg.data.DATASETS`` by a test).
 DATASET_NAMES = (
     "synthetic, folder, multispectral, gid15, landcoverai, deepglobe, loveda, flair1, "
-    "potsdam, vaihingen, dubai"
+    "potsdam, vaihingen, dubai, vector"
 )
 
 Color = tuple[int, int, int]
@@ -91,6 +91,97 @@ class SplitConfig(Section):
         return any(v is not None for v in (self.train, self.val, self.test))
 
 
+ClassRef = int | str  # a class by index or by name
+
+
+class LabelsConfig(Section):
+    """Vector labels of `dataset: vector`, rasterised per image into cached masks (rsseg.data.vector)."""
+
+    vector: Path = Field(..., description="Vector file (GeoJSON, GeoPackage, Shapefile, ...); relative to `root`.")
+    layer: str | int | None = Field(None, description="Layer of a multi-layer file (name or index).")
+    encoding: str | None = Field(None, description="Text encoding of the attributes, e.g. latin1 for old shapefiles.")
+    vector_crs: str | None = Field(None, description="CRS of the vectors when the file has none or a wrong one.")
+    attribute: str | None = Field(None, description="Attribute holding the class; null = every feature is `default_class`.")
+    mapping: dict[str | int, ClassRef] | None = Field(
+        None, description="Attribute value -> class (name or index, or 'ignore'); null = the attribute holds classes."
+    )
+    default_class: ClassRef = Field(1, description="Class of features without `attribute` (name or index).")
+    unknown: Literal["error", "ignore", "default", "skip"] = Field(
+        "error", description="Attribute values with no class: error, ignore (no label), default class, or skip."
+    )
+    background: ClassRef = Field(
+        0, description="Class of pixels no feature covers; 'ignore' (no label) for partially labelled data."
+    )
+    all_touched: bool = Field(False, description="Burn every pixel a feature touches (not only centres inside).")
+    buffer_pixels: float = Field(0.0, ge=0, description="Widen points and lines by this many pixels.")
+    burn_order: Literal["area", "file"] = Field("area", description="Larger features first (area) or file order.")
+    repair: bool = Field(True, description="Repair invalid geometries (make_valid) instead of failing.")
+    xyz_pattern: str | None = Field(
+        None, description="Name pattern of XYZ web-map chips, e.g. 'OAM-{x}-{y}-{z}'; null = georeferenced images."
+    )
+    group_zoom: int | None = Field(
+        None, ge=0, le=30,
+        description="XYZ chips: split groups are ancestor tiles at this zoom; null = the coarsest chip zoom.",
+    )
+
+
+class SkipConfig(Section):
+    """Leave out chips dominated by a majority class (seed 004: p 0.7 over 70 % agriculture)."""
+
+    majority: list[ClassRef] = Field(..., min_length=1, description="Majority classes (names or indices).")
+    share: float = Field(0.7, ge=0, le=1, description="A chip is dominated above this share of counted pixels.")
+    p: float = Field(0.7, ge=0, le=1, description="Probability of leaving a dominated chip out.")
+    protect: list[ClassRef] = Field(
+        default_factory=list, description="Chips holding any of these classes are never left out."
+    )
+
+
+class SamplingConfig(Section):
+    """Class-aware oversampling of the training chips (rsseg.data.balance)."""
+
+    repeats: dict[ClassRef, float] | None = Field(
+        None, description="Class -> repeat factor; a chip gets the largest factor of the classes it holds."
+    )
+    threshold: float | None = Field(
+        None, gt=0, description="LVIS repeat-factor sampling threshold (instead of `repeats`)."
+    )
+    default: float = Field(1.0, ge=0, description="Repeat factor of chips holding no class of `repeats`.")
+    min_pixels: int = Field(1, ge=1, description="Pixels a class needs to count as present in a chip.")
+    skip: SkipConfig | None = Field(None, description="Leave out chips dominated by a majority class.")
+    mode: Literal["expand", "weighted"] = Field(
+        "expand",
+        description="expand: one expanded chip list drawn once (seed), shuffled each epoch; "
+        "weighted: a WeightedRandomSampler drawing round(sum of weights) chips per epoch.",
+    )
+    seed: int = Field(0, description="Seed of the expanded list (mode: expand).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SamplingConfig:
+        if self.repeats is not None and self.threshold is not None:
+            raise ValueError("give `repeats` or `threshold`, not both")
+        if self.repeats is None and self.threshold is None and self.skip is None:
+            raise ValueError("sampling needs `repeats`, `threshold` or `skip`")
+        if self.repeats is not None and any(v < 0 for v in self.repeats.values()):
+            raise ValueError("repeat factors must be >= 0")
+        return self
+
+
+class RestrictConfig(Section):
+    """Seed 003's restricted subset: drop training chips dominated by one class."""
+
+    max_share: float = Field(0.5, gt=0, le=1, description="Drop a chip where one listed class covers more than this.")
+    classes: list[ClassRef] | None = Field(None, description="Classes checked (names or indices).")
+    top_k: int | None = Field(
+        None, ge=1, description="Check the k most frequent training classes instead; both unset = every class."
+    )
+
+    @model_validator(mode="after")
+    def _one_list(self) -> RestrictConfig:
+        if self.classes is not None and self.top_k is not None:
+            raise ValueError("give `classes` or `top_k`, not both")
+        return self
+
+
 class DataConfig(Section):
     dataset: str = Field(
         "synthetic", description=f"Dataset loader from the registry (`rsseg.data.datasets.DATASETS`): {DATASET_NAMES}."
@@ -106,7 +197,7 @@ class DataConfig(Section):
     mask_dir: str = Field("masks", description="Mask sub-folder of each split (folder layout).")
     image_glob: str = Field("*.tif", description="Glob for image files inside `image_dir`.")
     images: str | None = Field(
-        None, description="Glob of image files under `root` (folder/multispectral; overrides the split folders)."
+        None, description="Glob of image files under `root` (folder/multispectral: overrides the split folders; vector)."
     )
     masks: str | None = Field(None, description="Glob of mask files under `root`, paired with images by stem.")
     image_suffix: str = Field("", description="End of image stems dropped before pairing (e.g. '_sat').")
@@ -150,8 +241,14 @@ class DataConfig(Section):
         None, description="Scene-level split (lists or ratios); null = the dataset's official split."
     )
     exclude: Path | None = Field(
-        None, description="JSON list of scene ids or image paths to leave out (bad scenes)."
+        None, description="JSON list of scene ids or image paths to leave out (bad scenes; `rsseg data check`)."
     )
+    labels: LabelsConfig | None = Field(None, description="Vector labels of `dataset: vector`.")
+    subset: Path | None = Field(
+        None, description="Tile list of `rsseg data balance`: train only on the chips nearest those tiles (rsseg.data.subset)."
+    )
+    restrict: RestrictConfig | None = Field(None, description="Drop training chips dominated by one class.")
+    sampling: SamplingConfig | None = Field(None, description="Class-aware oversampling of the training chips.")
     on_error: Literal["raise", "skip"] = Field(
         "raise", description="A bad file (unreadable, size mismatch, unknown values): raise, or skip and report."
     )
@@ -190,7 +287,7 @@ class DataConfig(Section):
             return value
         return [v if isinstance(v, int) and not isinstance(v, bool) else parse_color(v) for v in value]
 
-    @field_validator("classes_file", "exclude", "cache_dir")
+    @field_validator("classes_file", "exclude", "cache_dir", "subset")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         """Resolved when the config is read, like `root`, so saved configs work from anywhere."""
@@ -217,4 +314,6 @@ class DataConfig(Section):
                 raise ValueError("`std` values must be positive")
         if self.classes is not None and not self.classes:
             raise ValueError("`classes` must list at least one class")
+        if self.labels is not None and self.dataset != "vector":
+            raise ValueError("`labels` (vector labels) is for `dataset: vector`")
         return self

@@ -21,6 +21,7 @@ from rsseg.data.datasets.isprs import PotsdamSource, VaihingenSource
 from rsseg.data.datasets.landcoverai import LandCoverAISource
 from rsseg.data.datasets.loveda import LoveDASource
 from rsseg.data.datasets.tables import with_ignored
+from rsseg.data.datasets.vector import VectorSource
 from rsseg.data.splits import SPLITS
 from rsseg.errors import RsSegError
 
@@ -29,6 +30,7 @@ DATASETS: dict[str, type[Source]] = {
     for cls in (
         SyntheticSource, FolderSource, MultispectralSource, GID15Source, LandCoverAISource,
         DeepGlobeSource, LoveDASource, FLAIR1Source, PotsdamSource, VaihingenSource, DubaiSource,
+        VectorSource,
     )
 }
 
