@@ -10,7 +10,8 @@ from rsseg import __version__
 from rsseg.cli import app
 
 runner = CliRunner()
-COMMANDS = ["train", "evaluate", "predict", "demo", "models"]
+COMMANDS = ["train", "evaluate", "predict", "demo", "models", "export", "experiment", "report", "compare",
+            "data", "index", "pretrain", "probe"]
 
 
 def plain(text: str) -> str:

@@ -33,6 +33,7 @@ from rsseg.config.model import (
     UNetConfig,
     UNetSmallConfig,
 )
+from rsseg.config.pretrain import PretrainConfig
 from rsseg.config.training import (
     EarlyStoppingConfig,
     LossConfig,
@@ -54,6 +55,7 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "OutputConfig",
+    "PretrainConfig",
     "SMPDeepLabV3PlusConfig",
     "SMPUNetConfig",
     "SMPUNetPlusPlusConfig",
@@ -77,6 +79,9 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig, description="Training loop.")
     infer: InferConfig = Field(default_factory=InferConfig, description="Scene prediction.")
     output: OutputConfig = Field(default_factory=OutputConfig, description="Where runs go.")
+    pretrain: PretrainConfig = Field(
+        default_factory=PretrainConfig, description="Self-supervised pretraining (`rsseg pretrain`)."
+    )
 
     @field_validator("model", mode="before")
     @classmethod

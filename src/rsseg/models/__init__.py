@@ -57,6 +57,10 @@ def build_model(cfg: Any, in_channels: int, num_classes: int, *, load_pretrained
     source = resolve_pretrained(pretrained) if pretrained else None  # fail before building
     if isinstance(source, WeightsSource):
         source.check_fits(cfg)
+    elif source is not None and load_pretrained:  # an rsseg-exported encoder: right encoder?
+        from rsseg.ssl.export import check_pretrained_file
+
+        check_pretrained_file(source, cfg, in_channels, strict_bands=False)
     model = builder(cfg, in_channels, num_classes)
     if source is not None:
         apply_pretrained(model, cfg, source, load=load_pretrained)

@@ -1,0 +1,26 @@
+"""Self-supervised pretraining of registry encoders on unlabelled imagery, and linear probing.
+
+* ``pretrain(cfg, pretrain_cfg)``: SimCLR on two views per tile (``rsseg.ssl.method``), with
+  positives from the same ground at another date or by another sensor (``rsseg.ssl.data``);
+  the encoder is exported to ``RUN/encoder.safetensors`` for ``model.pretrained: PATH``.
+* ``probe(weights, cfg)``: a linear head on the frozen encoder, mIoU on the test split.
+"""
+
+from rsseg.ssl.export import check_pretrained_file, export_encoder, read_metadata
+from rsseg.ssl.features import compatible_models, encoder_features, encoder_signature
+from rsseg.ssl.pretrain import PretrainResult, load_pretrain_config, pretrain
+from rsseg.ssl.probe import ProbeResult, probe
+
+__all__ = [
+    "PretrainResult",
+    "ProbeResult",
+    "check_pretrained_file",
+    "compatible_models",
+    "encoder_features",
+    "encoder_signature",
+    "export_encoder",
+    "load_pretrain_config",
+    "pretrain",
+    "probe",
+    "read_metadata",
+]

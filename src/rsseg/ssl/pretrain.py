@@ -1,0 +1,267 @@
+"""``pretrain()``: self-supervised pretraining of a config's encoder into a run directory.
+
+Same conventions as ``rsseg.train``: one run directory (``config.yaml``, ``checkpoints/last.ckpt``,
+``logs/``), resumable with ``resume=RUN``, a wall-clock budget, rich progress, bf16 autocast
+only where native (``rsseg.runtime``) and channels_last on CPUs. The encoder is exported to
+``RUN/encoder.safetensors`` after every epoch and at the end (``rsseg.ssl.export``), so a run
+stopped by its budget still leaves a loadable encoder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import yaml
+from lightning.pytorch.callbacks import Callback, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch.utils.data import DataLoader
+
+from rsseg.config import Config, Section
+from rsseg.config.pretrain import PretrainConfig
+from rsseg.data.datasets import get_source
+from rsseg.data.tiles import band_stats
+from rsseg.errors import RsSegError
+from rsseg.io import atomic_write_text, ensure_writable_dir
+from rsseg.runtime import use_bf16, use_channels_last
+from rsseg.ssl.data import (
+    Raster,
+    UnlabelledTiles,
+    check_band_counts,
+    expand_images,
+    footprint_partners,
+    scan_rasters,
+)
+from rsseg.ssl.export import export_encoder
+from rsseg.ssl.method import SimCLRTask
+from rsseg.train import _merge_csv_log, _preserve_csv_log, _quiet_lightning, new_run_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PretrainResult:
+    run_dir: Path
+    encoder: Path  # the exported encoder: ``model.pretrained: <this>``
+    last_checkpoint: Path
+    seconds: float
+    epochs: int
+    steps: int
+    loss: float | None  # mean NT-Xent loss of the last epoch
+    tiles: int  # samples per epoch
+    images: int
+    images_with_partners: int  # images with another date/sensor of the same ground
+
+
+def pretrain_section(cfg: Config, pretrain: PretrainConfig | None = None) -> PretrainConfig:
+    """``pretrain`` if given, else ``cfg.pretrain`` (once the root config has it), else defaults."""
+    if pretrain is not None:
+        return pretrain
+    section = getattr(cfg, "pretrain", None)
+    return section if isinstance(section, PretrainConfig) else PretrainConfig()
+
+
+def collect_rasters(cfg: Config, pcfg: PretrainConfig, progress: bool = True) -> tuple[list[Raster], list[str] | None]:
+    """The pretraining images (dataset splits and ``pretrain.images``) and their band names."""
+    rasters: list[Raster] = []
+    names: list[str] | None = None
+    bands = pcfg.bands
+    if pcfg.dataset:
+        source = get_source(cfg.data)
+        source.prepare(progress=progress)
+        paths = list(dict.fromkeys(s.image for split in pcfg.splits for s in source.scenes(split)))
+        data_bands = source.band_indices()
+        all_names = source.band_names()
+        names = [all_names[b - 1] for b in data_bands] if data_bands and all_names else all_names
+        rasters += scan_rasters(paths, data_bands)
+        bands = bands or data_bands
+    if pcfg.images:
+        rasters += scan_rasters(expand_images(pcfg.images), bands)
+    n = check_band_counts(rasters)
+    if names is not None and len(names) != n:
+        names = None
+    return rasters, names
+
+
+def image_stats(rasters: list[Raster], max_images: int = 32) -> tuple[list[float], list[float]]:
+    """Per-band mean/std over (decimated reads of) up to ``max_images`` evenly spaced images."""
+    pick = np.unique(np.linspace(0, len(rasters) - 1, min(len(rasters), max_images)).round().astype(int))
+    means, squares = [], []
+    for i in pick:
+        r = rasters[int(i)]
+        mean, std = band_stats([r.path], list(r.bands) if r.bands else None)
+        means.append(np.asarray(mean))
+        squares.append(np.asarray(std) ** 2 + np.asarray(mean) ** 2)
+    mean = np.mean(means, axis=0)
+    std = np.sqrt(np.maximum(np.mean(squares, axis=0) - mean**2, 1e-12))
+    return mean.tolist(), np.where(std < 1e-6, 1.0, std).tolist()
+
+
+class EpochCheckpoint(Callback):
+    """After every epoch: ``checkpoints/last.ckpt`` (to resume) and the encoder file (to use)."""
+
+    def __init__(self, run_dir: Path, encoder_path: Path) -> None:
+        self.last = run_dir / "checkpoints" / "last.ckpt"
+        self.encoder_path = encoder_path
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        ensure_writable_dir(self.last.parent)
+        trainer.save_checkpoint(self.last)
+        export_task(pl_module, self.encoder_path, steps=trainer.global_step, epochs=trainer.current_epoch + 1)  # type: ignore[arg-type]
+
+
+def export_task(task: SimCLRTask, path: Path, **info) -> Path:
+    hp = task.hparams
+    return export_encoder(
+        task.model, task.cfg.model, path, in_channels=hp["in_channels"], band_names=hp["band_names"],
+        mean=list(hp["mean"]), std=list(hp["std"]), method=task.pcfg.method,
+        start=task.cfg.model.pretrained,  # initial weights (a built-in source may change the architecture)
+        **info,
+    )
+
+
+def pretrain(
+    cfg: Config,
+    pretrain_cfg: PretrainConfig | None = None,
+    *,
+    config_name: str = "pretrain",
+    resume: Path | None = None,
+    progress: bool = True,
+) -> PretrainResult:
+    """Pretrain ``cfg.model``'s encoder on unlabelled tiles into a new run (or continue ``resume``)."""
+    pcfg = pretrain_section(cfg, pretrain_cfg)
+    if resume is not None:
+        run_dir = Path(resume)
+        ckpt_path: Path | None = run_dir / "checkpoints" / "last.ckpt"
+        if not ckpt_path.exists():  # type: ignore[union-attr]
+            raise RsSegError(f"cannot resume: {ckpt_path} not found")
+    else:
+        run_dir, ckpt_path = new_run_dir(cfg, config_name), None
+    dump = cfg.model_dump(mode="json")
+    dump["pretrain"] = pcfg.model_dump(mode="json")
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(dump, sort_keys=False))
+
+    _quiet_lightning()
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+
+    rasters, names = collect_rasters(cfg, pcfg, progress)
+    n_bands = rasters[0].num_bands
+    if cfg.data.mean is not None and cfg.data.std is not None:
+        mean, std = list(cfg.data.mean), list(cfg.data.std)
+    else:
+        mean, std = image_stats(rasters)
+    partners = footprint_partners(rasters, pcfg.footprint) if pcfg.multi_date else None
+    dataset = UnlabelledTiles(
+        rasters, tile_size=pcfg.tile_size, view_size=pcfg.view_size, mean=mean, std=std,
+        crop_scale=pcfg.crop_scale, augment=pcfg.augment, partners=partners,
+        other_date_p=pcfg.other_date_p, decoded_cache=pcfg.decoded_cache,
+    )
+    if len(dataset) < 2:
+        raise RsSegError(f"only {len(dataset)} tile(s) of {pcfg.tile_size} px: contrastive pretraining needs at least 2")
+    workers = cfg.data.num_workers
+    loader = DataLoader(dataset, batch_size=pcfg.batch_size, shuffle=True, drop_last=len(dataset) > pcfg.batch_size,
+                        num_workers=workers, persistent_workers=workers > 0)
+
+    accelerator = cfg.train.accelerator
+    device_type = "cuda" if accelerator in ("gpu", "cuda") or (
+        accelerator == "auto" and torch.cuda.is_available()
+    ) else "cpu"
+    bf16 = use_bf16(cfg.train.precision, device_type)
+    channels_last = use_channels_last(cfg.train.channels_last, bf16, device_type)
+    if ckpt_path is not None:
+        _check_resume(ckpt_path, n_bands)
+    task = SimCLRTask(cfg.model_dump(mode="json"), pcfg.model_dump(mode="json"), n_bands, mean, std, names,
+                      channels_last)
+
+    encoder_path = run_dir / f"encoder.{pcfg.export}"
+    history = _preserve_csv_log(run_dir) if resume is not None else None
+    trainer = L.Trainer(
+        default_root_dir=run_dir,
+        max_epochs=pcfg.epochs,
+        max_time=dt.timedelta(minutes=pcfg.max_minutes) if pcfg.max_minutes else None,
+        accelerator=accelerator,
+        devices=cfg.train.devices,
+        precision="bf16-mixed" if bf16 else "32-true",
+        deterministic=("warn" if device_type == "cuda" else True) if cfg.train.deterministic else False,
+        limit_train_batches=pcfg.limit_batches,
+        log_every_n_steps=cfg.train.log_every_n_steps,
+        logger=[
+            CSVLogger(run_dir, name="logs", version=""),
+            TensorBoardLogger(run_dir, name="logs", version="", default_hp_metric=False),
+        ],
+        callbacks=[
+            EpochCheckpoint(run_dir, encoder_path),
+            *([RichProgressBar(leave=True)] if progress else []),
+        ],
+        enable_progress_bar=progress,
+        enable_checkpointing=False,  # EpochCheckpoint writes last.ckpt
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    log.info("pretraining %s (%s) on %d tiles of %d images (%d with same-ground partners), bf16=%s",
+             cfg.model.name, pcfg.method, len(dataset), len(rasters), dataset.with_partners, bf16)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
+        warnings.filterwarnings("ignore", ".*Experiment logs directory.*exists and is not empty.*")
+        trainer.fit(task, loader, ckpt_path=ckpt_path)
+    seconds = time.perf_counter() - start
+    if history is not None:
+        _merge_csv_log(run_dir, history)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    trainer.save_checkpoint(last)  # also covers a stop by max_minutes in the middle of an epoch
+    export_task(task, encoder_path, steps=trainer.global_step, epochs=trainer.current_epoch)
+    loss = trainer.callback_metrics.get("ssl_loss_epoch", trainer.callback_metrics.get("ssl_loss_step"))
+    return PretrainResult(
+        run_dir=run_dir, encoder=encoder_path, last_checkpoint=last, seconds=seconds,
+        epochs=trainer.current_epoch, steps=trainer.global_step,
+        loss=None if loss is None else float(loss), tiles=len(dataset), images=len(rasters),
+        images_with_partners=dataset.with_partners,
+    )
+
+
+def _check_resume(ckpt_path: Path, n_bands: int) -> None:
+    """Resuming on images with other bands than the run's is an error naming the checkpoint."""
+    try:
+        hp = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    except Exception as exc:  # noqa: BLE001 (torch raises many types for a bad file)
+        raise RsSegError(f"cannot read checkpoint {ckpt_path}: {exc}") from None
+    if hp.get("in_channels") not in (None, n_bands):
+        raise RsSegError(f"{ckpt_path} was pretrained on {hp['in_channels']} bands; the images now give {n_bands}")
+
+
+def load_pretrain_config(path: Path | str | None, overrides: list[str] | tuple[str, ...] = ()) -> tuple[Config, PretrainConfig]:
+    """A pretraining YAML: the usual sections plus ``pretrain:`` (validated here until the root
+    config declares it; then ``rsseg.config.load_config`` does it all)."""
+    from pydantic import ValidationError
+
+    from rsseg.config import _apply_override, _read_yaml, load_config, validate_config
+    from rsseg.config.errors import describe_error
+
+    if "pretrain" in Config.model_fields:
+        cfg = load_config(path, overrides)
+        return cfg, pretrain_section(cfg)
+    raw = _read_yaml(Path(path)) if path is not None else {}
+    for item in overrides:
+        _apply_override(raw, item)
+    section = raw.pop("pretrain", None) or {}
+    cfg = validate_config(raw, str(path))
+
+    class Root(Section):  # so that errors name the key as `pretrain.<key>`
+        pretrain: PretrainConfig
+
+    try:
+        return cfg, Root.model_validate({"pretrain": section}).pretrain
+    except ValidationError as exc:
+        lines = [describe_error(err, Root) for err in exc.errors()]
+        raise RsSegError(f"invalid config {path}:\n  " + "\n  ".join(lines)) from None
