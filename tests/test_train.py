@@ -1,5 +1,6 @@
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,3 +109,22 @@ def test_frequency_weighted_loss_trains_and_reloads(tiny_config_path, tmp_path):
     hp = read_checkpoint(result.last_checkpoint)["hyper_parameters"]
     assert len(hp["class_counts"]) == 7 and sum(hp["class_counts"]) > 0
     assert load_predictor(result.last_checkpoint).classes.num_classes == 7
+
+
+def test_evaluate_refuses_other_bands_before_any_work(tiny_run, tmp_path) -> None:
+    """A checkpoint on data whose band count differs: one clear error naming both files."""
+    root = tmp_path / "data"
+    cfg = load_config(tiny_run.run_dir / "config.yaml", [f"data.root={root}", "data.dataset=folder"])
+    src_root = Path(load_config(tiny_run.run_dir / "config.yaml").data.root)
+    (root / "test" / "images").mkdir(parents=True)
+    (root / "test" / "masks").mkdir(parents=True)
+    (root / "classes.json").write_text((src_root / "classes.json").read_text())
+    image = np.zeros((1, 64, 64), dtype=np.uint8)
+    with rasterio.open(root / "test" / "images" / "a.tif", "w", driver="GTiff", width=64, height=64,
+                       count=1, dtype="uint8") as dst:
+        dst.write(image)
+    with rasterio.open(root / "test" / "masks" / "a.tif", "w", driver="GTiff", width=64, height=64,
+                       count=1, dtype="uint8") as dst:
+        dst.write(image)
+    with pytest.raises(RsSegError, match=r"trained on 3 bands, but .*a\.tif has 1"):
+        evaluate(tiny_run.best_checkpoint, config=cfg, split="test", out=tmp_path / "ev", progress=False)

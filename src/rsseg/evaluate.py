@@ -64,6 +64,7 @@ def evaluate(
         )
     classes = with_ignored(predictor.classes, cfg.data.ignore_classes)
     scenes = source.scenes(split)
+    _check_bands(predictor, scenes, checkpoint)  # before any scene is predicted
 
     confusion = ConfusionMatrix(classes.num_classes)
     start = time.perf_counter()
@@ -95,6 +96,20 @@ def evaluate(
         record_timing(run_dir_of(checkpoint), **{f"evaluate {split}": seconds})
         try_write_report(run_dir_of(checkpoint))
     return EvalResult(metrics, out_dir, metrics_path, png, seconds, pixels)
+
+
+def _check_bands(predictor, scenes, checkpoint: Path) -> None:
+    """Every scene must hold the bands the checkpoint was trained on; say so up front."""
+    from rsseg.data.rasters import open_raster
+
+    need = max(predictor.bands) + 1 if predictor.bands is not None else predictor.in_channels
+    for scene in scenes:
+        with open_raster(scene.image) as src:
+            count = src.count
+        if count < need or (predictor.bands is None and count != need):
+            used = (f"bands {[b + 1 for b in predictor.bands]}" if predictor.bands is not None
+                    else f"{need} bands")
+            raise RsSegError(f"{checkpoint} was trained on {used}, but {scene.image} has {count}")
 
 
 def _read_mask(source, scene, shape: tuple[int, ...]) -> np.ndarray:
