@@ -20,7 +20,7 @@ data:
   tile_size: 96
   batch_size: 4
 model: {{base_width: 4, depth: 2}}
-train: {{epochs: 1, threads: 2}}
+train: {{epochs: 1, threads: 1}}
 output: {{dir: {runs}, name: tiny}}
 """
 

@@ -37,6 +37,15 @@ TABLE = ClassTable(
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (and leave the shared cores to others)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _hists(rng: np.random.Generator, n: int, c: int, alpha: float = 0.5) -> np.ndarray:
     h = rng.dirichlet(np.full(c, alpha), size=n)
     h[rng.random(h.shape) < 0.2] = 0  # sparse, like real tiles

@@ -3,7 +3,9 @@
 Each scene is predicted whole with Border Correction (or its ground-truth mask is read), cut
 into ``tile`` x ``tile`` chips on a ``stride`` grid (partial chips at the right and bottom
 edges are left out, as the seed's 224 px crops), and every chip with enough evaluated pixels
-gets a signature, its geographic bounds and optional embeddings.
+gets a signature, its geographic bounds and optional embeddings. Builds are resumable: each
+finished scene is staged beside the index (``rsseg.retrieval.staging``) and a rerun of an
+interrupted build predicts only the scenes not yet done.
 """
 
 from __future__ import annotations
@@ -16,15 +18,22 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.errors import NotGeoreferencedWarning
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.transform import Affine
 from rasterio.windows import Window, bounds
 
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.errors import RsSegError
 from rsseg.retrieval.embeddings import ViTEmbedder, ViTSpec, backbone_embed, to_rgb8
-from rsseg.retrieval.index import RetrievalIndex, atomic_dir, tile_id, write_index
+from rsseg.retrieval.index import (
+    RetrievalIndex,
+    atomic_dir,
+    check_index_dest,
+    tile_id,
+    write_index,
+)
 from rsseg.retrieval.signatures import QUANTUM, SignatureSpace
+from rsseg.retrieval.staging import SceneResult, Staging, file_stamp
 
 
 def effective_classes(predictor) -> ClassTable:
@@ -147,6 +156,79 @@ def _chips(
     return tiles, hist[keep], vectors
 
 
+def check_bands(predictor, count: int, path: Path) -> None:
+    """A clear error naming ``path`` when its ``count`` bands cannot feed the model."""
+    if predictor.bands is not None:
+        if any(not 0 <= b < count for b in predictor.bands):
+            raise RsSegError(
+                f"{path} has {count} band(s) but the model reads bands "
+                f"{[b + 1 for b in predictor.bands]} (1-based)"
+            )
+    elif count != predictor.in_channels:
+        raise RsSegError(
+            f"{path} has {count} band(s) but the model expects {predictor.in_channels}; use an "
+            "image with the training bands or a checkpoint trained on these"
+        )
+
+
+def band_count(path: Path) -> int:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                return src.count
+    except RasterioIOError as exc:
+        raise RsSegError(f"{path} is not a readable image: {exc}") from None
+
+
+def predict_scene(predictor, image: np.ndarray, nodata: float | None) -> np.ndarray:
+    """Raw (C, H, W) image -> (H, W) uint8 classes (Border Correction); nodata pixels 255."""
+    from rsseg.infer import border_corrected_predict
+
+    mask = border_corrected_predict(predictor, image)
+    mask[~_valid(image, nodata)] = IGNORE_INDEX
+    return mask
+
+
+@dataclasses.dataclass
+class _Job:
+    """What indexing one scene needs."""
+
+    predictor: object
+    classes: ClassTable
+    space: SignatureSpace
+    tile: int
+    stride: int
+    min_mass: float
+    embedders: list
+    staging: Staging
+
+
+def _index_scene(job: _Job, key: str, sid: str, path: Path, mask_path: Path | None) -> SceneResult:
+    """Predict (or read the mask of) one scene, cut its chips and stage the result."""
+    from rsseg.infer import read_image
+
+    image, profile = read_image(path)
+    h, w = image.shape[1:]
+    if mask_path is None:
+        mask = predict_scene(job.predictor, image, profile.get("nodata"))
+    else:
+        mask = _read_mask(mask_path, (h, w), job.classes)
+    transform = profile.get("transform") or Affine.identity()
+    crs = profile.get("crs")
+    meta = {
+        "id": sid, "path": str(path.resolve()), "mask": f"masks/{sid}.tif", "width": w,
+        "height": h, "crs": crs.to_string() if crs is not None else None,
+        "transform": list(transform)[:6],
+    }
+    tiles, hist, vectors = _chips(
+        sid, image, mask, transform, job.tile, job.stride, job.space, job.min_mass, job.embedders
+    )
+    result = SceneResult(key, meta, tiles, hist, vectors)
+    job.staging.save(result, lambda dst: _write_mask(mask, profile, dst))
+    return result
+
+
 def build_index(
     checkpoint: Path,
     scenes: Sequence[Path],
@@ -163,7 +245,8 @@ def build_index(
     """Predict ``scenes`` (or read their ground-truth ``masks``), cut chips and write an index.
 
     ``embeddings``: ``"backbone"`` and/or ``ViTSpec``s. ``min_mass``: least share of a chip's
-    pixels in evaluated classes for it to be indexed. ``class_order``: EMD ground order.
+    pixels in evaluated classes for it to be indexed. ``class_order``: EMD ground order. An
+    interrupted build resumes where it stopped when run again with the same arguments.
     """
     from rich.progress import (
         BarColumn,
@@ -174,13 +257,13 @@ def build_index(
     )
 
     from rsseg.checkpoint import load_predictor
-    from rsseg.infer import border_corrected_predict, read_image
 
     stride = stride or tile
     if tile <= 0 or stride <= 0:
         raise RsSegError(f"tile ({tile}) and stride ({stride}) must be positive")
     if not 0.0 <= min_mass <= 1.0:
         raise RsSegError(f"min_mass must be in 0..1, got {min_mass}")
+    out = check_index_dest(Path(out))
     scene_paths = [Path(p) for p in scenes]
     mask_paths = [Path(m) for m in masks] if masks is not None else None
     ids = _check_inputs(scene_paths, mask_paths)
@@ -195,71 +278,77 @@ def build_index(
     predictor = load_predictor(Path(checkpoint))
     classes = effective_classes(predictor)
     space = SignatureSpace.of(classes, class_order)
-    vit_models = [ViTEmbedder(v, predictor.device) for v in vits]
     rgb_bands = predictor.bands[:3] if predictor.bands and len(predictor.bands) >= 3 else None
+    for path in scene_paths:  # before any scene is predicted
+        count = band_count(path)
+        if mask_paths is None or use_backbone:
+            check_bands(predictor, count, path)
+        elif vits and rgb_bands and max(rgb_bands) >= count:
+            raise RsSegError(f"{path} has {count} band(s); the ViT reads bands {[b + 1 for b in rgb_bands]}")
+    vit_models = [ViTEmbedder(v, predictor.device) for v in vits]
 
     embedders = []
     if use_backbone:
         embedders.append(("backbone", lambda raw: backbone_embed(predictor, raw), predictor.batch_size))
     for spec, model in zip(vits, vit_models, strict=True):
         embedders.append((spec.method, lambda raw, m=model: m(np.stack([to_rgb8(c, rgb_bands) for c in raw])), 8))
+    source = "prediction" if mask_paths is None else "ground-truth"
+    staging = Staging(out, {
+        "checkpoint": file_stamp(Path(checkpoint)), "classes": classes.to_dict(), "source": source,
+        "tile": tile, "stride": stride, "min_mass": min_mass, "precision": predictor.precision,
+        "embeddings": (["backbone"] if use_backbone else [])
+        + [{**v.to_dict(), "file": file_stamp(v.weights)} for v in vits],
+    })
+    job = _Job(predictor, classes, space, tile, stride, min_mass, embedders, staging)
     order = sorted(range(len(ids)), key=lambda i: ids[i])
-    hists, tiles, scene_meta = [], [], []
-    vectors: dict[str, list[np.ndarray]] = {}
-    with atomic_dir(Path(out)) as tmp, Progress(
+    keys = {i: staging.scene_key(ids[i], scene_paths[i], mask_paths[i] if mask_paths else None) for i in order}
+    results = {i: staging.load(keys[i]) for i in order}
+    resumed = sum(r is not None for r in results.values())
+    with Progress(
         TextColumn("index"), BarColumn(), MofNCompleteColumn(), TextColumn("scenes"),
         TimeRemainingColumn(), disable=not progress,
     ) as bar:
-        task = bar.add_task("index", total=len(ids))
-        (tmp / "masks").mkdir()
+        if resumed:
+            bar.console.print(f"resuming: {resumed} of {len(ids)} scene(s) already indexed in {staging.root}")
+        task = bar.add_task("index", total=len(ids), completed=resumed)
         for i in order:
-            sid, path = ids[i], scene_paths[i]
-            image, profile = read_image(path)
-            h, w = image.shape[1:]
-            if mask_paths is None:
-                mask = border_corrected_predict(predictor, image)
-                mask[~_valid(image, profile.get("nodata"))] = IGNORE_INDEX
-            else:
-                mask = _read_mask(mask_paths[i], (h, w), classes)
-            _write_mask(mask, profile, tmp / "masks" / f"{sid}.tif")
-            transform = profile.get("transform") or Affine.identity()
-            crs = profile.get("crs")
-            scene_meta.append({
-                "id": sid, "path": str(path.resolve()), "mask": f"masks/{sid}.tif", "width": w,
-                "height": h, "crs": crs.to_string() if crs is not None else None,
-                "transform": list(transform)[:6],
-            })
-            t, hist, vecs = _chips(sid, image, mask, transform, tile, stride, space, min_mass, embedders)
-            tiles.extend(t)
-            hists.append(hist)
-            for name, v in vecs.items():
-                vectors.setdefault(name, []).append(v)
-            bar.advance(task)
-        if not tiles:
-            raise RsSegError(
-                f"no chip to index: scenes smaller than tile {tile} or chips with less than "
-                f"{min_mass:.0%} pixels of evaluated classes"
-            )
-        sig = np.concatenate(hists)
-        arrays = {name: np.concatenate(v) for name, v in vectors.items()}
-        info: dict[str, dict] = {}
-        if use_backbone:
-            info["backbone"] = {"kind": "backbone", "dim": int(arrays["backbone"].shape[1]), "metric": "l1"}
-        for spec in vits:
-            info[spec.method] = {"kind": "vit", "dim": int(arrays[spec.method].shape[1]), "metric": "l2",
-                                 **spec.to_dict()}
-        manifest = {
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "checkpoint": str(Path(checkpoint).resolve()),
-            "classes": classes.to_dict(),
-            "signature_classes": space.names,
-            "class_order": space.order_names,
-            "tile": tile, "stride": stride, "min_mass": min_mass,
-            "source": "prediction" if mask_paths is None else "ground-truth",
-            "cumulative_quantum": QUANTUM,
-            "rgb_bands": rgb_bands,
-            "scenes": scene_meta,
-            "embeddings": info,
-        }
+            if results[i] is None:
+                results[i] = _index_scene(job, keys[i], ids[i], scene_paths[i], mask_paths[i] if mask_paths else None)
+                bar.advance(task)
+    done = [results[i] for i in order]
+    tiles = [t for r in done for t in r.tiles]
+    if not tiles:
+        staging.clear()
+        raise RsSegError(
+            f"no chip to index: scenes smaller than tile {tile} or chips with less than "
+            f"{min_mass:.0%} pixels of evaluated classes"
+        )
+    sig = np.concatenate([r.hist for r in done])
+    arrays = {name: np.concatenate([r.vectors[name] for r in done if name in r.vectors])
+              for name in dict.fromkeys(n for r in done for n in r.vectors)}
+    info: dict[str, dict] = {}
+    if use_backbone:
+        info["backbone"] = {"kind": "backbone", "dim": int(arrays["backbone"].shape[1]), "metric": "l1"}
+    for spec in vits:
+        info[spec.method] = {"kind": "vit", "dim": int(arrays[spec.method].shape[1]), "metric": "l2",
+                             **spec.to_dict()}
+    manifest = {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "classes": classes.to_dict(),
+        "signature_classes": space.names,
+        "class_order": space.order_names,
+        "tile": tile, "stride": stride, "min_mass": min_mass,
+        "source": source,
+        "cumulative_quantum": QUANTUM,
+        "rgb_bands": rgb_bands,
+        "scenes": [r.meta for r in done],
+        "embeddings": info,
+    }
+    with atomic_dir(out) as tmp:
+        (tmp / "masks").mkdir()
+        for r in done:
+            staging.place_mask(r.key, tmp / "masks" / f"{r.meta['id']}.tif")
         write_index(tmp, manifest, sig, space.cumulative(sig), tiles, arrays)
-    return RetrievalIndex(Path(out))
+    staging.clear()
+    return RetrievalIndex(out)

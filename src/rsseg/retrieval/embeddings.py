@@ -55,6 +55,10 @@ def _with_encode(model: nn.Module) -> nn.Module | None:
     return None
 
 
+class _Reached(Exception):
+    """Raised by the forward hook once the last encoder stage has run."""
+
+
 def last_stage(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) normalised input -> the last encoder stage's (B, D, h, w) feature maps."""
     encoder = None
@@ -67,9 +71,16 @@ def last_stage(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if encoder is not None:
         target = encoder[-1] if isinstance(encoder, (nn.ModuleList, nn.Sequential)) else encoder
         seen: list[Any] = []
-        handle = target.register_forward_hook(lambda _m, _i, out: seen.append(out))
+
+        def stop(_m: nn.Module, _i: Any, out: Any) -> None:
+            seen.append(out)
+            raise _Reached  # the decoder's work is not needed
+
+        handle = target.register_forward_hook(stop)
         try:
             model(x)
+        except _Reached:
+            pass
         finally:
             handle.remove()
         if seen and (feats := _last_tensor(seen[-1])) is not None:

@@ -17,7 +17,8 @@ Layout (format ``rsseg-retrieval-index``, version 1)::
       embeddings/<name>.npy  float32 (N, D) per embedding (backbone, vit-s16, ...)
 
 Rows are sorted by (scene, y, x), so "ties broken by row" means ties broken by tile id
-(``<scene>:<y>:<x>``).
+(``<scene>:<y>:<x>``). While a build runs, finished scenes wait in ``.INDEX.partial/`` beside
+the index, so that an interrupted build resumes (``rsseg.retrieval.staging``).
 """
 
 from __future__ import annotations
@@ -47,19 +48,28 @@ def tile_id(scene: str, y: int, x: int) -> str:
     return f"{scene}:{y}:{x}"
 
 
-@contextlib.contextmanager
-def atomic_dir(path: Path) -> Iterator[Path]:
-    """Yield an empty folder beside ``path``; on success it replaces ``path`` (an old index
-    or an empty folder), otherwise it is removed."""
+def check_index_dest(path: Path) -> Path:
+    """Refuse an output that is a file or a non-empty folder other than an rsseg index."""
     path = Path(path)
     if path.exists():
         if not path.is_dir():
             raise RsSegError(f"index output {path} exists and is not a folder")
         if any(path.iterdir()) and not (path / "index.json").is_file():
             raise RsSegError(f"{path} is a non-empty folder that is not an rsseg index; refusing to overwrite it")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path) -> Iterator[Path]:
+    """Yield an empty folder beside ``path``; on success it replaces ``path`` (an old index
+    or an empty folder), otherwise it is removed."""
+    path = check_index_dest(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; an index gets the usual permissions
     except OSError as exc:
         raise RsSegError(f"cannot create index folder beside {path}: {exc.strerror or exc}") from None
     old = None

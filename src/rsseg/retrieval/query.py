@@ -4,6 +4,7 @@ Methods (``by``): ``emd`` (closed form over the class order, or any ground dista
 POT); ``miou``, ``wiou``, ``pixel-precision`` (``spatial`` = ``miou``), the seed's spatial
 scores, higher is better; ``backbone`` (L1, seed §5.2.2), ``vit`` (the index's ViT, L2) or any
 embedding name, optionally ``NAME:l1`` / ``NAME:l2``. A tile-id query never returns itself.
+``Searcher.query_mask`` queries by a class map (EMD and spatial scores only).
 """
 
 from __future__ import annotations
@@ -138,21 +139,39 @@ class Searcher:
             if not isinstance(query, Path) and (re.fullmatch(r".+:\d+:\d+", text) or not path.suffix):
                 self.index.row_of(text)  # raises, naming close tile ids
             raise RsSegError(f"query image not found: {path} (nor is it a tile id of {self.index.path})")
-        from rsseg.infer import border_corrected_predict, read_image
-        from rsseg.retrieval.build import _valid
+        from rsseg.infer import read_image
+        from rsseg.retrieval.build import band_count, check_bands, predict_scene
 
+        check_bands(self.predictor, band_count(path), path)
         image, profile = read_image(path)
-        mask = border_corrected_predict(self.predictor, image)
-        mask[~_valid(image, profile.get("nodata"))] = 255
+        mask = predict_scene(self.predictor, image, profile.get("nodata"))
         hist, mass = self.index.space.signatures(mask)
         if mass <= 0:
             raise RsSegError(f"query {path}: no pixel of an evaluated class was predicted")
         return Query(path.stem, None, hist, self.index.space.cumulative(hist), mask, image)
 
+    def query_mask(self, mask: np.ndarray, label: str = "mask") -> Query:
+        """A query from a (H, W) class map in the index's class indices (255: no label), e.g.
+        a ground-truth mask or a prediction made elsewhere; no model is needed."""
+        mask = np.asarray(mask)
+        if mask.ndim != 2 or mask.size == 0:
+            raise RsSegError(f"query mask '{label}' must be a non-empty (H, W) class map, got shape {mask.shape}")
+        classes = self.index.classes
+        bad = (mask < 0) | ((mask >= classes.num_classes) & (mask != 255))
+        if bad.any():
+            raise RsSegError(f"query mask '{label}': values {sorted(np.unique(mask[bad]).tolist())[:10]} are not classes")
+        mask = mask.astype(np.uint8)
+        hist, mass = self.index.space.signatures(mask)
+        if mass <= 0:
+            raise RsSegError(f"query mask '{label}' has no pixel of an evaluated class")
+        return Query(label, None, hist, self.index.space.cumulative(hist), mask)
+
     def embedding(self, query: Query, name: str) -> np.ndarray:
         if query.row is not None:
             return np.asarray(self.index.embeddings(name)[query.row])
         info = self.index.embedding_info(name)
+        if query.raw is None:
+            raise RsSegError(f"query '{query.label}' is a class map without pixels: search it by emd or spatial scores")
         if info["kind"] == "backbone":
             from rsseg.retrieval.embeddings import backbone_embed
 
