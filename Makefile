@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 PIP    := PIP_FIND_LINKS= $(BIN)/python -m pip
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test venv clean bench-precision bench-models bench-ebb bench-retrieval
+.PHONY: demo test venv clean bench-precision bench-models bench-ebb bench-retrieval bench-infer
 
 venv: $(STAMP)
 
@@ -35,6 +35,9 @@ bench-ebb: $(STAMP)
 
 bench-retrieval: $(STAMP)
 	$(BIN)/python benchmarks/retrieval.py $(ARGS)
+
+bench-infer: $(STAMP)
+	$(BIN)/python benchmarks/infer.py --scaling $(ARGS)
 
 clean:
 	rm -rf demo-output runs .pytest_cache

@@ -1,109 +1,35 @@
-"""Whole-scene inference: Border Correction stitching, GeoTIFF/PNG outputs, input errors."""
+"""Whole-scene inference: window planning, stitching modes, streaming reads, seam score."""
 
-import os
+import math
 
-os.environ["HF_HUB_OFFLINE"] = "1"
+import numpy as np
+import pytest
+import torch
+from infer_helpers import (
+    K,
+    make_predictor,
+    random_image,
+    reference_stitch,
+    whole_scene,
+    write_geotiff,
+)
+from torch import nn
 
-import math  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import rasterio  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from rasterio.crs import CRS  # noqa: E402
-from rasterio.transform import Affine  # noqa: E402
-from torch import nn  # noqa: E402
-
-from rsseg.classes import ClassTable  # noqa: E402
-from rsseg.errors import RsSegError  # noqa: E402
-from rsseg.infer import (  # noqa: E402
+from rsseg.errors import RsSegError
+from rsseg.infer import (
     border_corrected_predict,
     count_windows,
+    plan_grid,
     predict_file,
-    predict_files,
-    read_image,
+    seam_score,
 )
-from rsseg.predictor import Predictor  # noqa: E402
-
-K = 4
-CLASSES = ClassTable(
-    names=("a", "b", "c", "d"),
-    colors=((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)),
-)
-
-
-class _Float64(nn.Module):
-    """Runs the wrapped model in float64 so batched and single-window runs agree exactly."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner.double()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x.double())
-
-
-def make_predictor(window=256, keep=224, batch_size=4, mean=(100.0, 110.0, 120.0), std=(50.0,) * 3):
-    torch.manual_seed(0)
-    # receptive field radius 3: smaller than the margin, so tiles must be seamless
-    net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, K, 1),
-    )
-    with torch.no_grad():  # zero biases so the predicted classes vary across the scene
-        for layer in net:
-            if isinstance(layer, nn.Conv2d):
-                layer.bias.zero_()
-    return Predictor(
-        model=_Float64(net),
-        classes=CLASSES,
-        mean=list(mean),
-        std=list(std),
-        window=window,
-        keep=keep,
-        batch_size=batch_size,
-        precision="32",
-        channels_last=False,
-    )
-
-
-def reference_stitch(predictor: Predictor, image: np.ndarray) -> np.ndarray:
-    """Naive Border Correction: one window at a time, plain loops, no batching."""
-    win, keep = predictor.window, predictor.keep
-    m = (win - keep) // 2
-    x = predictor.select_and_normalize(image)
-    _, h, w = x.shape
-    nh, nw = math.ceil(h / keep), math.ceil(w / keep)
-    x = np.pad(x, ((0, 0), (m, nh * keep - h + m), (m, nw * keep - w + m)), mode="reflect")
-    out = np.zeros((nh * keep, nw * keep), dtype=np.uint8)
-    with torch.no_grad():
-        for i in range(nh):
-            for j in range(nw):
-                tile = x[:, i * keep : i * keep + win, j * keep : j * keep + win]
-                logits = predictor.model(torch.from_numpy(np.ascontiguousarray(tile))[None])
-                pred = logits[0].argmax(0).numpy().astype(np.uint8)
-                centre = pred[m : m + keep, m : m + keep]
-                out[i * keep : (i + 1) * keep, j * keep : (j + 1) * keep] = centre
-    return out[:h, :w]
-
-
-def random_image(h, w, dtype=np.uint8, seed=1):
-    rng = np.random.default_rng(seed)
-    # smooth-ish structure plus noise so classes vary across the scene
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([np.sin(yy / 17.0 + c) * np.cos(xx / 23.0 - c) for c in range(3)])
-    img = 120 + 80 * base + rng.normal(0, 20, size=(3, h, w))
-    return np.clip(img, 0, 255).astype(dtype)
+from rsseg.infer.reader import ArraySource, StripReader
+from rsseg.infer.stitch import ramp
+from rsseg.infer.windows import balanced_tile
 
 
 @pytest.mark.parametrize("shape", [(300, 517), (224, 448), (50, 70), (448, 224), (225, 1)])
-def test_matches_reference_stitching(shape):
+def test_reference_matches_straightforward_stitching(shape):
     predictor = make_predictor(batch_size=4)
     image = random_image(*shape)
     calls = []
@@ -111,156 +37,149 @@ def test_matches_reference_stitching(shape):
     assert got.shape == shape and got.dtype == np.uint8
     np.testing.assert_array_equal(got, reference_stitch(predictor, image))
     n = count_windows(*shape, 224)
-    assert calls[-1] == n and calls == sorted(calls) and len(calls) == math.ceil(n / 4)
+    assert calls[-1] == n and calls == sorted(calls) and len(calls) == math.ceil(shape[0] / 224)
     assert got.max() < K
     if min(shape) > 1:
         assert len(np.unique(got)) > 1  # the comparison is not trivially all one class
 
 
-def test_border_correction_is_seamless():
-    """With the margin larger than the receptive field, tiling equals one whole-scene pass."""
+def test_streamed_file_equals_straightforward_stitching(tmp_path):
+    """The streamed GeoTIFF path (strips, row reuse, block-aligned writes) changes nothing."""
+    import rasterio
+
+    predictor = make_predictor(window=64, keep=48, batch_size=3)
+    image = random_image(301, 205)  # neither side a multiple of 48 nor of the 256 px tiles
+    src = write_geotiff(tmp_path / "s.tif", image)
+    paths = predict_file(predictor, src, tmp_path / "out")
+    with rasterio.open(paths["classes"]) as ds:
+        np.testing.assert_array_equal(ds.read(1), reference_stitch(predictor, image))
+
+
+def test_all_modes_are_seamless_when_the_margin_covers_the_context():
+    """Margin (8 px) > receptive field (3 px): reference and fast equal one whole-scene pass;
+    naive tiling does not; blending differs only in the few px it takes from window edges."""
     predictor = make_predictor(window=64, keep=48, batch_size=3)
     image = random_image(130, 150)
-    got = border_corrected_predict(predictor, image)
-    x = np.pad(predictor.select_and_normalize(image), ((0, 0), (8, 8), (8, 8)), mode="reflect")
-    with torch.no_grad():
-        whole = predictor.model(torch.from_numpy(x)[None])[0].argmax(0).numpy()
-    np.testing.assert_array_equal(got, whole[8:-8, 8:-8])
-    assert len(np.unique(got)) > 1
+    whole = whole_scene(predictor, image)
+    for mode in ("reference", "fast"):
+        np.testing.assert_array_equal(border_corrected_predict(predictor, image, mode=mode, fast_tile=64), whole)
+    naive = border_corrected_predict(predictor, image, mode="naive")
+    assert (naive != whole).any()
+    for blend in ("linear", "cosine"):
+        got = border_corrected_predict(predictor, image, mode="fast", fast_tile=64, blend=blend)
+        assert (got == whole).mean() > 0.995
+    assert len(np.unique(whole)) > 1
+
+
+def test_fast_grid_is_balanced():
+    g = plan_grid(6800, 7200, "fast", 256, 224, 1024)
+    assert (g.keep_y, g.keep_x, g.margin, g.rows, g.cols) == (976, 912, 16, 7, 8)
+    assert (g.win_y, g.win_x) == (1008, 944) and g.keep_y * g.rows >= 6800 and g.keep_x * g.cols >= 7200
+    assert balanced_tile(100, 1024) == 112 and balanced_tile(5, 1024) == 16
+    ref = plan_grid(6800, 7200, "reference", 256, 224)
+    assert ref.windows == count_windows(6800, 7200, 224) == 31 * 33
+    assert plan_grid(10, 10, "naive", 256, 224).margin == 0
+    with pytest.raises(RsSegError, match="unknown prediction mode"):
+        plan_grid(10, 10, "quick", 256, 224)
 
 
 def test_window_equals_keep():
     predictor = make_predictor(window=64, keep=64, batch_size=5)
     image = random_image(100, 130)
-    got = border_corrected_predict(predictor, image)
-    np.testing.assert_array_equal(got, reference_stitch(predictor, image))
+    np.testing.assert_array_equal(border_corrected_predict(predictor, image), reference_stitch(predictor, image))
 
 
 @pytest.mark.parametrize("window,keep", [(256, 223), (200, 224), (256, 0)])
 def test_invalid_window_keep(window, keep):
-    predictor = make_predictor(window=window, keep=keep)
     with pytest.raises(RsSegError, match="window"):
-        border_corrected_predict(predictor, random_image(32, 32))
+        border_corrected_predict(make_predictor(window=window, keep=keep), random_image(32, 32))
 
 
 def test_band_mismatch_is_clear():
-    predictor = make_predictor()
     with pytest.raises(RsSegError, match="band"):
-        border_corrected_predict(predictor, random_image(32, 32)[:2])
+        border_corrected_predict(make_predictor(), random_image(32, 32)[:2])
 
 
-def _write_geotiff(path, image, nodata=None):
-    transform = Affine(0.3, 0.0, 512345.25, 0.0, -0.3, 5123456.75)
-    with rasterio.open(
-        path, "w", driver="GTiff", width=image.shape[2], height=image.shape[1],
-        count=image.shape[0], dtype=image.dtype, crs=CRS.from_epsg(32633),
-        transform=transform, nodata=nodata,
-    ) as dst:
-        dst.write(image)
-    return transform
+class CountingSource(ArraySource):
+    def __init__(self, image):
+        super().__init__(image)
+        self.reads = []
+
+    def read_rows(self, r0, r1):
+        self.reads.append((r0, r1))
+        return super().read_rows(r0, r1)
 
 
-def test_geotiff_roundtrip_with_nodata(tmp_path):
-    image = random_image(90, 260, dtype=np.uint16) * 4 + 1  # no zeros except the nodata block
-    image[:, 10:20, 30:50] = 0
-    src = tmp_path / "scene.tif"
-    transform = _write_geotiff(src, image, nodata=0)
-    predictor = make_predictor(mean=(400.0, 440.0, 480.0), std=(200.0,) * 3)
-    out_dir = tmp_path / "out" / "nested"
-    paths = predict_file(predictor, src, out_dir)
-    assert set(paths) == {"classes", "color", "blend"}
-    assert paths["classes"].name == "scene_classes.tif"
-    with rasterio.open(paths["classes"]) as ds:
-        assert ds.crs == CRS.from_epsg(32633)
-        assert ds.transform == transform
-        assert ds.nodata == 255
-        assert ds.count == 1 and ds.dtypes[0] == "uint8"
-        assert ds.profile["tiled"] and ds.profile["compress"].lower() == "deflate"
-        cmap = ds.colormap(1)
-        assert cmap[1] == (0, 255, 0, 255) and cmap[3] == (255, 255, 0, 255)
-        classes = ds.read(1)
-    assert (classes[10:20, 30:50] == 255).all()
-    classes[10:20, 30:50] = 0
-    assert classes.max() < K
-    for key in ("color", "blend"):
-        with Image.open(paths[key]) as im:
-            assert im.size == (260, 90) and im.mode == "RGB"
-    # atomic writes: only the three outputs, no temporary files
-    assert sorted(p.name for p in out_dir.iterdir()) == sorted(p.name for p in paths.values())
+def test_reader_reads_each_row_once_and_holds_one_strip():
+    image = random_image(1000, 40)
+    grid = plan_grid(1000, 40, "reference", 64, 48)
+    source = CountingSource(image)
+    reader = StripReader(source, grid)
+    for i in range(grid.rows):
+        strip = reader.strip(i)
+        y0, y1 = grid.kept_rows(i)
+        np.testing.assert_array_equal(strip.scene_rows(y0, y1), image[:, y0:y1])
+    rows = [r for a, b in source.reads for r in range(a, b)]
+    assert rows == list(range(1000))  # in order, each once
+    assert reader.max_rows_held <= grid.win_y  # memory: one strip, not the scene
 
 
-def test_png_and_jpeg_without_georeferencing(tmp_path):
-    predictor = make_predictor()
-    rgb = random_image(60, 80).transpose(1, 2, 0)
-    for name in ("plain.png", "plain.jpg"):
-        src = tmp_path / name
-        Image.fromarray(rgb).save(src)
-        image, profile = read_image(src)
-        assert image.shape == (3, 60, 80) and profile["crs"] is None
-        paths = predict_file(predictor, src, tmp_path / name.replace(".", "_"))
-        with rasterio.open(paths["classes"]) as ds:
-            assert ds.crs is None
-            assert ds.transform == Affine.identity()
-            assert ds.read(1).max() < K
+def test_reflection_matches_numpy_pad_for_tiny_scenes():
+    """Pads larger than the scene reflect repeatedly, exactly like np.pad."""
+    predictor = make_predictor(window=64, keep=16, batch_size=2)
+    for shape in [(3, 5), (1, 40), (17, 2)]:
+        image = random_image(*shape)
+        np.testing.assert_array_equal(border_corrected_predict(predictor, image), reference_stitch(predictor, image))
 
 
-def test_large_scene_preview_is_downsampled(tmp_path, monkeypatch):
-    import rsseg.infer as infer
-
-    monkeypatch.setattr(infer, "MAX_PREVIEW", 100)
-    src = tmp_path / "big.png"
-    Image.fromarray(random_image(150, 250).transpose(1, 2, 0)).save(src)
-    paths = predict_file(make_predictor(window=64, keep=48, batch_size=8), src, tmp_path / "o")
-    with Image.open(paths["color"]) as im:
-        assert im.size == (84, 50)  # step 3
-    with rasterio.open(paths["classes"]) as ds:
-        assert (ds.width, ds.height) == (250, 150)
-
-
-def test_unreadable_inputs(tmp_path):
-    predictor = make_predictor()
-    bogus = tmp_path / "notes.tif"
-    bogus.write_text("this is not an image\n" * 10)
-    with pytest.raises(RsSegError, match="notes.tif.*not a readable image"):
-        predict_file(predictor, bogus, tmp_path / "out")
-
-    good = tmp_path / "good.tif"
-    _write_geotiff(good, random_image(200, 200))
-    truncated = tmp_path / "truncated.tif"
-    truncated.write_bytes(good.read_bytes()[:5000])
-    with pytest.raises(RsSegError, match="truncated.tif.*not a readable image"):
-        read_image(truncated)
-
-    with pytest.raises(RsSegError, match="input not found: .*missing.tif"):
-        predict_file(predictor, tmp_path / "missing.tif", tmp_path / "out")
+def test_tta_is_exact_for_a_symmetric_model():
+    """Kernels symmetric under the 8 D4 transforms: TTA must give back the plain prediction,
+    which checks that every transform is undone correctly."""
+    image = random_image(120, 90)
+    p = make_predictor(window=64, keep=48)
+    with torch.no_grad():
+        for conv in p.model.inner:
+            if isinstance(conv, nn.Conv2d):
+                w = conv.weight
+                sym = sum(torch.rot90(f, k, dims=(2, 3)) for f in (w, w.flip(3)) for k in range(4))
+                conv.weight.copy_(sym / 8)
+    plain = border_corrected_predict(p, image)
+    np.testing.assert_array_equal(border_corrected_predict(p, image, tta=True), plain)
+    assert len(np.unique(plain)) > 1
 
 
-def test_predict_files_checks_inputs_first(tmp_path):
-    predictor = make_predictor(window=64, keep=48)
-    a = tmp_path / "a.png"
-    Image.fromarray(random_image(40, 50).transpose(1, 2, 0)).save(a)
-    out = tmp_path / "out"
-    with pytest.raises(RsSegError, match="nope.png"):
-        predict_files(predictor, [a, tmp_path / "nope.png"], out, show_progress=False)
-    assert not out.exists()  # failed before any work
-
-    (tmp_path / "sub").mkdir()
-    b = tmp_path / "sub" / "a.jpg"
-    Image.fromarray(random_image(40, 50).transpose(1, 2, 0)).save(b)
-    with pytest.raises(RsSegError, match="overwrite"):
-        predict_files(predictor, [a, b], out, show_progress=False)
-
-    c = tmp_path / "sub" / "c.jpg"
-    Image.fromarray(random_image(30, 20).transpose(1, 2, 0)).save(c)
-    results = predict_files(predictor, [a, c], out, show_progress=True)
-    assert [r["classes"].name for r in results] == ["a_classes.tif", "c_classes.tif"]
-    assert len(list(out.iterdir())) == 6
+def test_blend_ramps_sum_to_one():
+    for kind in ("linear", "cosine"):
+        w = ramp(48 + 16, 8, kind)
+        np.testing.assert_allclose(w[-16:] + w[:16], 1.0, atol=1e-6)  # a fall + the next rise
+        assert w[16:-16].min() == 1.0 and w.min() > 0
 
 
-def test_unwritable_out_dir(tmp_path):
-    a = tmp_path / "a.png"
-    Image.fromarray(random_image(20, 20).transpose(1, 2, 0)).save(a)
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    with pytest.raises(RsSegError, match="file"):
-        predict_file(make_predictor(), a, blocker / "out")
+def test_blending_needs_a_margin():
+    with pytest.raises(RsSegError, match="blending"):
+        border_corrected_predict(make_predictor(window=64, keep=64), random_image(20, 20), blend="linear")
+    with pytest.raises(RsSegError, match="unknown blending"):
+        border_corrected_predict(make_predictor(), random_image(20, 20), blend="gauss")
+
+
+def test_seam_score_sees_tile_seams():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:400, 0:400]
+    smooth = ((np.sin(yy / 23.0) + np.cos(xx / 31.0) + rng.normal(0, 0.05, (400, 400))) > 0).astype(np.uint8)
+    clean = seam_score(smooth, 50)
+    assert 0.5 < clean.score < 1.5 and clean.boundary_pairs > 0
+    seamy = smooth.copy()
+    seamy[:, 49::50] = 1 - seamy[:, 49::50]  # a column flipped at every tile edge
+    assert seam_score(seamy, 50).score > 5
+    assert seam_score(np.full((10, 10), 255, np.uint8), 5).score == 1.0  # nodata only
+
+
+def test_model_must_keep_the_input_size():
+    class Shrinks(nn.Module):
+        def forward(self, x):
+            return torch.zeros(x.shape[0], K, x.shape[2] // 2, x.shape[3] // 2)
+
+    p = make_predictor(window=64, keep=48)
+    p.model = Shrinks()
+    with pytest.raises(RsSegError, match="keep the input size"):
+        border_corrected_predict(p, random_image(30, 30))

@@ -58,23 +58,42 @@ def evaluate(
 @_guard
 def predict(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.ckpt) or exported model (.onnx).")],
-    inputs: Annotated[list[Path], typer.Argument(help="Images to map: GeoTIFF, JPEG or PNG.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Images to map: GeoTIFF, JPEG or PNG, any size.")],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("predictions"),
+    mode: Annotated[
+        str, typer.Option(help="reference: seed Border Correction; fast: large tiles, same margin; naive.")
+    ] = "reference",
     window: Annotated[int | None, typer.Option(help="Window size (default: checkpoint's).")] = None,
     keep: Annotated[int | None, typer.Option(help="Kept centre size (default: checkpoint's).")] = None,
-    engine: Annotated[
-        str, typer.Option(help="torch, onnx (onnxruntime), or auto: by file suffix (.onnx -> onnx).")
-    ] = "auto",
+    fast_tile: Annotated[int, typer.Option(help="fast: largest kept tile side in px.")] = 1024,
+    batch_size: Annotated[int | None, typer.Option(help="Windows per pass at the reference window.")] = None,
+    blend: Annotated[str | None, typer.Option(help="Cross-fade windows at the seams: linear or cosine.")] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Average the 8 flips/rotations (D4); 8x slower.")] = False,
+    probabilities: Annotated[
+        bool, typer.Option("--probabilities", help="Also write <name>_probabilities.tif (uint8, 254 = 1).")
+    ] = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip scenes whose outputs exist.")] = False,
+    workers: Annotated[int, typer.Option(help="Run scenes on a local Dask cluster of N processes.")] = 0,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Run scenes on an existing Dask cluster, e.g. tcp://head:8786.")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Torch threads per process; equal values give byte-identical outputs.")
+    ] = None,
+    engine: Annotated[str, typer.Option(help="torch, onnx, or auto (by file suffix: .onnx -> onnx).")] = "auto",
 ) -> None:
-    """Predict whole scenes with Border Correction: class GeoTIFF + colour and blend PNGs."""
-    from rsseg.infer import predict_files
-    from rsseg.onnx_engine import predictor_for
+    """Predict whole scenes, streamed: class GeoTIFF, colour and blend PNGs, class areas (JSON)."""
+    from rsseg.infer import PredictOptions, ScenesFailed, predict_files
 
-    predictor = predictor_for(checkpoint, engine)  # type: ignore[arg-type]
-    predictor.window = window or predictor.window
-    predictor.keep = keep or predictor.keep
-    for paths in predict_files(predictor, inputs, out):
-        console.print("  ".join(f"{k}: {v}" for k, v in paths.items()))
+    options = PredictOptions(mode=mode, window=window, keep=keep, fast_tile=fast_tile, batch_size=batch_size,
+                             blend=blend, tta=tta, probabilities=probabilities, skip_existing=skip_existing)
+    results = predict_files(checkpoint, inputs, out, options=options, workers=workers, scheduler=scheduler,
+                            threads=threads, engine=engine, raise_on_error=False)
+    for r in results:
+        if r.ok:
+            console.print(("(exists) " if r.skipped else "") + "  ".join(f"{k}: {v}" for k, v in r.items()))
+    if any(not r.ok for r in results):
+        raise ScenesFailed(results)  # one line per failed scene, exit 2
 
 
 @app.command()

@@ -1,0 +1,268 @@
+"""Full-scene inference: the seed's procedure against rsseg's streamed modes, side by side.
+
+    make bench-infer                     # 7200 x 6800 synthetic scene + real images
+    python benchmarks/infer.py --quick   # a 2048 x 2048 scene, for a smoke run
+
+Variants, each in a fresh process (so its peak RSS is its own), on the same scene and model:
+  a seed       the seed's procedure re-implemented: whole scene in memory, normalised and
+               reflect-padded, then a per-patch loop at batch 1 (256 -> keep 224), fp32 in
+               PyTorch's default (NCHW) layout as the seed ran it, one GeoTIFF written at the end
+  b reference  rsseg predict --mode reference (streamed; all outputs: GeoTIFF, PNGs, areas)
+  c fast       rsseg predict --mode fast
+  d bound      the bare forward of c's network over the scene as non-overlapping tiles of
+               c's kept size (no margin, no I/O, no argmax): the lower bound for c
+  e naive      rsseg predict --mode naive (224 px tiles, no border handling), for seam scores
+Wall time is noisy on a shared machine, so CPU time (user + system) is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+REAL = {
+    "deepglobe": "deepglobe-unlabelled",  # first JPEG of the folder, 2448 x 2448
+    "landsat8": "landsat8-scene/LC08_L1TP_224078_20200518_20200518_01_RT.TIF",
+}
+VARIANTS = ("seed", "reference", "fast", "bound", "naive")
+LETTER = dict(zip(VARIANTS, "abcde", strict=True))
+
+
+def rss_mb(field: str = "VmRSS") -> float:
+    """Current (VmRSS) or peak (VmHWM) resident memory of this process. Not ru_maxrss: Linux
+    carries the parent's peak across fork + exec into it."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# ----------------------------------------------------------------- variants (child side)
+def run_seed(predictor, scene: Path, out: Path) -> None:
+    import numpy as np
+    import rasterio
+    import torch
+
+    model = copy.deepcopy(predictor.model).to(memory_format=torch.contiguous_format)
+    with rasterio.open(scene) as src:
+        image, profile = src.read(), src.profile
+    window, keep = 256, 224
+    m = (window - keep) // 2
+    x = predictor.select_and_normalize(image)
+    _, h, w = x.shape
+    nh, nw = -(-h // keep), -(-w // keep)
+    x = np.pad(x, ((0, 0), (m, nh * keep - h + m), (m, nw * keep - w + m)), mode="reflect")
+    classes = np.zeros((h, w), dtype=np.uint8)
+    with torch.inference_mode():
+        for i in range(nh):
+            for j in range(nw):
+                tile = np.ascontiguousarray(x[:, i * keep : i * keep + window, j * keep : j * keep + window])
+                pred = model(torch.from_numpy(tile)[None])[0].argmax(0)[m : m + keep, m : m + keep]
+                hh, ww = min(keep, h - i * keep), min(keep, w - j * keep)
+                classes[i * keep : i * keep + hh, j * keep : j * keep + ww] = pred[:hh, :ww].numpy()
+    profile = {"driver": "GTiff", "width": w, "height": h, "count": 1, "dtype": "uint8", "nodata": 255,
+               "compress": "deflate", "tiled": True, "blockxsize": 256, "blockysize": 256,
+               "crs": profile.get("crs"), "transform": profile["transform"]}
+    with rasterio.open(out / f"{scene.stem}_classes.tif", "w", **profile) as dst:
+        dst.write(classes, 1)
+
+
+def run_bound(predictor, scene: Path, out: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of the bare forward passes only (reading and tiling come first)."""
+    import numpy as np
+    import rasterio
+    import torch
+
+    from rsseg.infer import PredictOptions
+    from rsseg.infer.engine import batch_size_for
+
+    opts = PredictOptions(mode="fast")
+    fast = opts.configure(predictor)
+    with rasterio.open(scene) as src:
+        x = fast.select_and_normalize(src.read())
+    grid = opts.grid(predictor, x.shape[1], x.shape[2])
+    tiles = [np.ascontiguousarray(x[:, y : y + grid.keep_y, c : c + grid.keep_x])
+             for y in range(0, grid.h, grid.keep_y) for c in range(0, grid.w, grid.keep_x)]
+    del x
+    bs = batch_size_for(fast, grid)
+    start, cpu = time.perf_counter(), time.process_time()
+    i = 0
+    while i < len(tiles):
+        shape = tiles[i].shape
+        batch = [t for t in tiles[i : i + bs] if t.shape == shape]
+        fast.logits(torch.from_numpy(np.stack(batch)))
+        i += len(batch)
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def child(args: argparse.Namespace) -> None:
+    from rsseg.checkpoint import load_predictor
+    from rsseg.infer import predict_file
+
+    predictor = load_predictor(args.checkpoint)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    base = rss_mb()
+    t0, c0 = time.perf_counter(), time.process_time()
+    forward = None
+    if args.run == "seed":
+        run_seed(predictor, args.scene, out)
+    elif args.run == "bound":
+        forward = run_bound(predictor, args.scene, out)
+    else:
+        predict_file(predictor, args.scene, out, mode=args.run, fast_tile=args.fast_tile)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if forward is not None:  # the bound counts its forward passes only
+        wall, cpu = forward
+    peak = rss_mb("VmHWM")
+    print(json.dumps({"wall": wall, "cpu": cpu, "peak_mb": peak, "base_mb": base}))
+
+
+# ------------------------------------------------------------------------- parent side
+def synthetic_scene(path: Path, h: int, w: int) -> Path:
+    from rsseg.data.synthetic import generate_scene, write_scene
+
+    if not path.exists():
+        print(f"generating a {w} x {h} synthetic scene -> {path}", flush=True)
+        image, mask = generate_scene(h, w, seed=2026)
+        write_scene(image, mask, path, path.with_name(path.stem + "_mask.tif"))
+    return path
+
+
+def trained_checkpoint(work: Path, epochs: int) -> Path:
+    """The demo's U-Net trained for ``epochs`` on the demo's synthetic data (cached)."""
+    from rsseg.config import load_config
+    from rsseg.demo import demo_config_path
+    from rsseg.train import train
+
+    ckpt = work / "runs" / "bench" / "checkpoints" / "best.ckpt"
+    if not ckpt.exists():
+        print(f"training the demo U-Net for {epochs} epochs -> {ckpt}", flush=True)
+        cfg = load_config(demo_config_path(), [
+            f"data.root={work / 'data'}", f"output.dir={work / 'runs'}", "output.name=bench",
+            f"train.epochs={epochs}"])
+        train(cfg, config_name="bench", progress=False)
+    return ckpt
+
+
+def measure(variant: str, scene: Path, ckpt: Path, out: Path, fast_tile: int) -> dict:
+    cmd = [sys.executable, __file__, "--run", variant, "--scene", str(scene), "--checkpoint", str(ckpt),
+           "--out", str(out), "--fast-tile", str(fast_tile)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode:
+        raise SystemExit(f"{variant} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def compare(work: Path, scene: Path, variants: list[str], fast_tile: int) -> dict:
+    import rasterio
+
+    from rsseg.infer import plan_grid, seam_score
+
+    maps = {}
+    for v in variants:
+        path = work / v / f"{scene.stem}_classes.tif"
+        if path.exists():
+            with rasterio.open(path) as ds:
+                maps[v] = ds.read(1)
+    report = {}
+    if "seed" in maps and "reference" in maps:
+        report["b_vs_a_differing_pixels"] = int((maps["seed"] != maps["reference"]).sum())
+    if "fast" in maps and "reference" in maps:
+        report["c_vs_b_agreement"] = float((maps["fast"] == maps["reference"]).mean())
+    h, w = next(iter(maps.values())).shape
+    fast = plan_grid(h, w, "fast", 256, 224, fast_tile)
+    tiles = {"naive": (224, 224), "reference": (224, 224), "seed": (224, 224), "fast": (fast.keep_y, fast.keep_x)}
+    for v, m in maps.items():
+        report[f"seam_{v}"] = round(seam_score(m, *tiles[v]).score, 3)
+    mask = scene.with_name(scene.stem + "_mask.tif")
+    if mask.exists():
+        with rasterio.open(mask) as ds:
+            truth = ds.read(1)
+        report.update({f"accuracy_{v}": round(float((m == truth).mean()), 4) for v, m in maps.items()})
+    return report
+
+
+def bench_scene(name: str, scene: Path, ckpt: Path, work: Path, variants: list[str], fast_tile: int,
+                keep_outputs: bool = True) -> None:
+    import shutil
+
+    import rasterio
+
+    with rasterio.open(scene) as ds:
+        mpix = ds.width * ds.height / 1e6
+        size = f"{ds.width} x {ds.height}"
+    print(f"\n== {name}: {scene.name}, {size} px ({mpix:.1f} Mpix), load {os.getloadavg()[0]:.1f}", flush=True)
+    rows = {}
+    for v in variants:
+        rows[v] = r = measure(v, scene, ckpt, work / name / v, fast_tile)
+        print(f"  {LETTER[v]} {v:<9} wall {r['wall']:8.1f} s  cpu {r['cpu']:8.1f} s  "
+              f"{mpix / r['wall']:6.3f} Mpix/s  peak RSS {r['peak_mb']:6.0f} MB "
+              f"(+{r['peak_mb'] - r['base_mb']:.0f} over the {r['base_mb']:.0f} MB after loading)", flush=True)
+    for a, b in (("seed", "fast"), ("fast", "bound"), ("seed", "reference"), ("reference", "fast")):
+        if a in rows and b in rows:
+            print(f"  {LETTER[a]}/{LETTER[b]} ({a}/{b}): wall {rows[a]['wall'] / rows[b]['wall']:.2f}  "
+                  f"cpu {rows[a]['cpu'] / rows[b]['cpu']:.2f}")
+    print("  " + json.dumps(compare(work / name, scene, variants, fast_tile)), flush=True)
+    if not keep_outputs:  # maps and blends of ../shared/data stay out of the project tree
+        shutil.rmtree(work / name, ignore_errors=True)
+
+
+def real_scenes() -> dict[str, Path]:
+    found = {}
+    for name, rel in REAL.items():
+        p = SHARED / rel
+        if p.is_dir():
+            p = next(iter(sorted(p.glob("*.jpg"))), None)
+        if p is not None and p.exists():
+            found[name] = p
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=ROOT / "demo-output" / "bench-infer")
+    parser.add_argument("--checkpoint", type=Path, help="model to use (default: train the demo U-Net)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="2048 x 2048 scene, no real images")
+    parser.add_argument("--scenes", default="synthetic,deepglobe,landsat8",
+                        help="which of synthetic, deepglobe, landsat8 to run")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--fast-tile", type=int, default=1024)
+    parser.add_argument("--scaling", action="store_true", help="also b and c on a 2048 x 2048 scene (memory vs size)")
+    parser.add_argument("--run", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--scene", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run:
+        return child(args)
+    import torch
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    ckpt = args.checkpoint or trained_checkpoint(args.work, args.epochs)
+    variants = [v for v in args.variants.split(",") if v]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; model {ckpt}")
+    scenes = args.scenes.split(",")
+    h, w = (2048, 2048) if args.quick else (6800, 7200)
+    if "synthetic" in scenes:
+        scene = synthetic_scene(args.work / f"synthetic_{w}x{h}.tif", h, w)
+        bench_scene(f"synthetic-{w}x{h}", scene, ckpt, args.work, variants, args.fast_tile)
+    if args.scaling and not args.quick:
+        small = synthetic_scene(args.work / "synthetic_2048x2048.tif", 2048, 2048)
+        bench_scene("synthetic-2048x2048", small, ckpt, args.work, ["reference", "fast"], args.fast_tile)
+    if not args.quick:
+        for name, path in real_scenes().items():
+            if name in scenes:
+                bench_scene(name, path, ckpt, args.work, variants, args.fast_tile, keep_outputs=False)
+
+
+if __name__ == "__main__":
+    main()

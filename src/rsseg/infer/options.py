@@ -1,0 +1,112 @@
+"""What to predict and how (``PredictOptions``) and what came out (``SceneResult``)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rsseg.errors import RsSegError
+from rsseg.infer.fuse import fold_batchnorm
+from rsseg.infer.outputs import MAX_PREVIEW
+from rsseg.infer.stitch import BLENDS
+from rsseg.infer.windows import DEFAULT_FAST_TILE, MODES, Grid, check_border, plan_grid
+from rsseg.predictor import Predictor
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Everything about a prediction run except the model and the files.
+
+    ``window``/``keep``/``batch_size`` override the checkpoint's ``infer`` section; the
+    ``fast`` mode keeps the same margin around tiles of at most ``fast_tile`` px.
+    """
+
+    mode: str = "reference"
+    fast_tile: int = DEFAULT_FAST_TILE
+    blend: str | None = None
+    tta: bool = False
+    probabilities: bool = False
+    preview_max: int = MAX_PREVIEW
+    window: int | None = None
+    keep: int | None = None
+    batch_size: int | None = None
+    skip_existing: bool = False
+
+    def configure(self, predictor: Predictor) -> Predictor:
+        """A shallow copy of ``predictor`` with the overrides applied; in ``fast`` mode its
+        model has BatchNorm folded into the convolutions (``rsseg.infer.fuse``)."""
+        p = copy.copy(predictor)
+        p.window = self.window or predictor.window
+        p.keep = self.keep or predictor.keep
+        p.batch_size = self.batch_size or predictor.batch_size
+        if self.mode == "fast":
+            p.model = fold_batchnorm(predictor.model)
+        return p
+
+    def check(self, predictor: Predictor) -> None:
+        """Fail before any work on options that cannot run."""
+        p = self.configure(predictor)
+        margin = check_border(p.window, p.keep)
+        if self.mode not in MODES:
+            raise RsSegError(f"unknown prediction mode '{self.mode}'; choose one of {', '.join(MODES)}")
+        if self.blend is not None:
+            if self.blend not in BLENDS:
+                raise RsSegError(f"unknown blending '{self.blend}'; choose one of {', '.join(BLENDS)}")
+            if self.mode == "naive" or margin == 0:
+                raise RsSegError("blending needs a margin (window > keep) and not the naive mode")
+            if p.keep < 2 * margin:
+                raise RsSegError(f"blending needs keep >= 2 x margin, got keep {p.keep}, margin {margin}")
+        if self.preview_max < 1:
+            raise RsSegError(f"preview size must be positive, got {self.preview_max}")
+
+    def grid(self, predictor: Predictor, h: int, w: int) -> Grid:
+        p = self.configure(predictor)
+        return plan_grid(h, w, self.mode, p.window, p.keep, self.fast_tile)
+
+    def tags(self, predictor: Predictor) -> dict[str, str]:
+        """How the map was made, stored in the GeoTIFF and the area JSON."""
+        p = self.configure(predictor)
+        return {"rsseg_mode": self.mode, "rsseg_window": str(p.window), "rsseg_keep": str(p.keep),
+                "rsseg_blend": self.blend or "none", "rsseg_tta": str(self.tta).lower()}
+
+
+@dataclass(eq=False)
+class SceneResult(Mapping):
+    """One scene's outcome; as a mapping it is its output paths (``result["classes"]``)."""
+
+    input: Path
+    paths: dict[str, Path] = field(default_factory=dict)
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    windows: int = 0
+    seconds: float = 0.0
+    skipped: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def __getitem__(self, key: str) -> Path:
+        return self.paths[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+class ScenesFailed(RsSegError):
+    """Some scenes failed (the others completed); ``results`` has every scene's outcome."""
+
+    def __init__(self, results: list[SceneResult]) -> None:
+        self.results = results
+        failed = [r for r in results if not r.ok]
+        if len(results) == 1:
+            msg = failed[0].error
+        else:
+            lines = "\n".join(f"  {r.error}" for r in failed)
+            msg = f"{len(failed)} of {len(results)} scenes failed (the others completed):\n{lines}"
+        super().__init__(msg)

@@ -1,0 +1,190 @@
+"""Reading scenes a strip at a time, with reflection at the scene edges.
+
+Rows are read in increasing order and each source row is read once (the rows two window
+rows share are kept from one strip to the next), so sequential formats (JPEG, PNG, striped
+TIFF) are decoded once and memory holds one strip: ``bands x window height x width``.
+rasterio's boundless reads pad with a constant, so reflection is done here, with exactly the
+index mapping of ``np.pad(..., mode="reflect")``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.transform import Affine
+from rasterio.windows import Window
+
+from rsseg.errors import RsSegError
+from rsseg.infer.windows import Grid
+
+try:  # rasterio >= 1.0 exposes GDAL errors from here
+    from rasterio._err import CPLE_BaseError
+except ImportError:  # pragma: no cover
+    CPLE_BaseError = RasterioError  # type: ignore[misc,assignment]
+
+READ_ERRORS = (RasterioError, CPLE_BaseError, OSError, ValueError)
+
+
+@dataclass
+class SceneInfo:
+    """What the outputs copy from the input: size, bands, georeferencing, nodata."""
+
+    path: Path | None
+    height: int
+    width: int
+    count: int
+    dtype: str
+    crs: Any = None
+    transform: Affine = field(default_factory=Affine.identity)
+    nodata: float | None = None
+    gcps: tuple = ((), None)
+
+    @property
+    def georeferenced(self) -> bool:
+        return self.crs is not None or self.transform != Affine.identity() or bool(self.gcps[0])
+
+
+def check_input(path: Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise RsSegError(f"input not found: {path}")
+    if not path.is_file():
+        raise RsSegError(f"input is not a file: {path}")
+    return path
+
+
+class RasterSource:
+    """An open raster file whose read errors name the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = check_input(path)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                self._ds = rasterio.open(self.path)
+                ds = self._ds
+                self.info = SceneInfo(
+                    self.path, ds.height, ds.width, ds.count, ds.dtypes[0], ds.crs,
+                    ds.transform, ds.nodata, ds.gcps,
+                )
+        except READ_ERRORS as exc:
+            raise RsSegError(f"{self.path} is not a readable image: {exc}") from exc
+        self.block_height = int(ds.block_shapes[0][0]) if ds.block_shapes else 1
+
+    def read_rows(self, r0: int, r1: int) -> np.ndarray:
+        """Scene rows ``[r0, r1)``, all bands: (count, r1 - r0, width)."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                return self._ds.read(window=Window(0, r0, self.info.width, r1 - r0))
+        except READ_ERRORS as exc:
+            raise RsSegError(
+                f"{self.path} is not a readable image: rows {r0}-{r1} failed "
+                f"(truncated or corrupt?): {exc}"
+            ) from exc
+
+    def close(self) -> None:
+        self._ds.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ArraySource:
+    """An in-memory (bands, H, W) image behind the same interface as ``RasterSource``."""
+
+    def __init__(self, image: np.ndarray, nodata: float | None = None) -> None:
+        if image.ndim != 3:
+            raise RsSegError(f"expected a (bands, height, width) image, got shape {image.shape}")
+        self.image = image
+        c, h, w = image.shape
+        self.path = None
+        self.info = SceneInfo(None, h, w, c, str(image.dtype), nodata=nodata)
+
+    def read_rows(self, r0: int, r1: int) -> np.ndarray:
+        return self.image[:, r0:r1]
+
+
+@dataclass
+class Strip:
+    """Raw scene rows ``[lo, lo + data.shape[1])`` plus the reflected indices of one
+    window row: ``window(j)`` cuts window ``j`` out without building the padded strip."""
+
+    data: np.ndarray
+    lo: int
+    rows: np.ndarray
+    cols: np.ndarray
+    grid: Grid
+
+    def window(self, j: int) -> np.ndarray:
+        c0 = j * self.grid.keep_x
+        cols = self.cols[c0 : c0 + self.grid.win_x]
+        return self.data[:, (self.rows - self.lo)[:, None], cols[None, :]]
+
+    def scene_rows(self, y0: int, y1: int) -> np.ndarray:
+        """Raw scene rows ``[y0, y1)`` (kept rows are always inside the strip)."""
+        return self.data[:, y0 - self.lo : y1 - self.lo]
+
+
+class StripReader:
+    """Window row ``i`` of ``grid`` -> ``Strip``, reusing rows already read."""
+
+    def __init__(self, source: RasterSource | ArraySource, grid: Grid) -> None:
+        self.source, self.grid = source, grid
+        self._cols = grid.col_sources()
+        self._buf: np.ndarray | None = None
+        self._lo = 0
+        self.max_rows_held = 0  # for tests: memory is one strip, whatever the scene
+
+    def strip(self, i: int) -> Strip:
+        rows = self.grid.row_sources(i)
+        lo, hi = int(rows.min()), int(rows.max()) + 1
+        # kept rows must be in the buffer too (they are, unless the margin is 0)
+        y0, y1 = self.grid.kept_rows(i)
+        lo, hi = min(lo, y0), max(hi, y1)
+        data = self._rows(lo, hi)
+        self.max_rows_held = max(self.max_rows_held, data.shape[1])
+        return Strip(data, lo, rows, self._cols, self.grid)
+
+    def _rows(self, lo: int, hi: int) -> np.ndarray:
+        buf, blo = self._buf, self._lo
+        if buf is not None and blo <= lo < blo + buf.shape[1]:
+            bhi = blo + buf.shape[1]
+            keep = buf[:, lo - blo :]
+            if hi > bhi:
+                keep = np.concatenate([keep, self.source.read_rows(bhi, hi)], axis=1)
+            data = keep[:, : hi - lo]
+        else:
+            data = self.source.read_rows(lo, hi)
+        self._buf, self._lo = data, lo
+        return data
+
+
+def valid_mask(raw: np.ndarray, nodata: float | None) -> np.ndarray | None:
+    """(H, W) bool, False where every band equals nodata; None when there is no nodata."""
+    if nodata is None:
+        return None
+    if isinstance(nodata, float) and math.isnan(nodata):
+        return ~np.all(np.isnan(raw), axis=0)
+    return ~np.all(raw == nodata, axis=0)
+
+
+def read_image(path: Path) -> tuple[np.ndarray, dict]:
+    """Read all bands of a GeoTIFF/JPEG/PNG -> ((C, H, W) array, profile dict)."""
+    src = RasterSource(path)
+    with src:
+        image = src.read_rows(0, src.info.height)
+        info = src.info
+    profile = {"crs": info.crs, "transform": info.transform, "nodata": info.nodata,
+               "width": info.width, "height": info.height}
+    return image, profile

@@ -1,0 +1,194 @@
+"""One scene, streamed: strips in, finished rows out to the GeoTIFFs, previews and areas.
+
+Memory is one strip of input, one strip of predictions and the fixed-size overviews, so it
+does not grow with the scene's height (and grows with its width only through the strip).
+The GeoTIFFs are written under temporary names and renamed when complete: a killed run
+leaves nothing under the final names, and the next run removes its leftovers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from rsseg.classes import IGNORE_INDEX
+from rsseg.errors import RsSegError
+from rsseg.infer.areas import AreaCounter
+from rsseg.infer.engine import WindowEngine, check_bands
+from rsseg.infer.options import PredictOptions, SceneResult
+from rsseg.infer.outputs import Preview, write_areas
+from rsseg.infer.reader import ArraySource, RasterSource, StripReader, valid_mask
+from rsseg.infer.stitch import Blender, HardStitcher
+from rsseg.infer.windows import Grid
+from rsseg.infer.writers import (
+    RowWriter,
+    class_writer,
+    probability_writer,
+    scale_probabilities,
+    write_error,
+)
+from rsseg.io import atomic_path, ensure_writable_dir
+from rsseg.predictor import Predictor
+
+MiB = 2**20
+Emit = Callable[[int, int, np.ndarray, "np.ndarray | None", np.ndarray], None]
+
+
+def run_grid(
+    predictor: Predictor,
+    source: RasterSource | ArraySource,
+    grid: Grid,
+    emit: Emit,
+    *,
+    options: PredictOptions,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Predict ``source`` on ``grid``; ``emit(y0, y1, classes, probs, raw)`` gets the
+    finished rows ``[y0, y1)`` in order (nodata pixels already set to 255)."""
+    engine = WindowEngine(predictor, grid, tta=options.tta)
+    stitcher = (Blender(engine, options.blend) if options.blend
+                else HardStitcher(engine, probabilities=options.probabilities))
+    reader = StripReader(source, grid)
+    nodata = source.info.nodata
+    for i in range(grid.rows):
+        strip = reader.strip(i)
+        for y0, y1, classes, probs in stitcher.add(i, strip):
+            raw = strip.scene_rows(y0, y1)
+            valid = valid_mask(raw, nodata)
+            if valid is not None:
+                classes[~valid] = IGNORE_INDEX
+            emit(y0, y1, classes, probs if options.probabilities else None, raw)
+        if progress is not None:
+            progress((i + 1) * grid.cols)
+
+
+def output_paths(out_dir: Path, stem: str, options: PredictOptions) -> dict[str, Path]:
+    names = {"classes": "classes.tif", "color": "color.png", "blend": "blend.png", "areas": "areas.json"}
+    if options.probabilities:
+        names["probabilities"] = "probabilities.tif"
+    return {k: out_dir / f"{stem}_{v}" for k, v in names.items()}
+
+
+def remove_leftovers(paths: dict[str, Path]) -> None:
+    """Delete temporary files a killed run left beside these outputs (``.NAME.xxxx``)."""
+    for final in paths.values():
+        prefix = f".{final.name}."
+        for p in final.parent.iterdir():
+            if p.name.startswith(prefix) and p.is_file():
+                p.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _streamed(final: Path, open_writer: Callable[[Path], RowWriter]) -> Iterator[RowWriter]:
+    """A writer on a temporary file that becomes ``final`` only when the body succeeds."""
+    try:
+        with atomic_path(final) as tmp:
+            writer = open_writer(tmp)
+            try:
+                yield writer
+            except BaseException:
+                writer.abort()
+                raise
+            writer.close()
+    except OSError as exc:
+        raise write_error(final, exc) from exc
+
+
+def gdal_cache_bytes(source: RasterSource) -> int:
+    """GDAL's block cache for one scene: two rows of input blocks (rows are read once, but a
+    block row is shared by two strips) plus room for the output tiles. GDAL's default, 5 %
+    of RAM, fills up with blocks of a big scene and made peak memory grow with it."""
+    block_rows = source.block_height * source.info.width * source.info.count
+    return int(min(512 * MiB, 2 * block_rows * np.dtype(source.info.dtype).itemsize + 16 * MiB))
+
+
+def predict_scene(
+    predictor: Predictor,
+    input_path: Path,
+    out_dir: Path,
+    options: PredictOptions | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SceneResult:
+    """Predict one file into ``out_dir``; errors are ``RsSegError`` naming the file."""
+    options = options or PredictOptions()
+    input_path = Path(input_path)
+    paths = output_paths(Path(out_dir), input_path.stem, options)
+    if options.skip_existing and all(p.exists() for p in paths.values()):
+        return SceneResult(input_path, paths, skipped=True)
+    start = time.perf_counter()
+    predictor = options.configure(predictor)
+    try:
+        with RasterSource(input_path) as source, rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(source)):
+            result = _predict_source(predictor, source, paths, options, progress)
+    except RsSegError as exc:
+        msg = str(exc)
+        raise RsSegError(msg if str(input_path) in msg or "cannot write" in msg else f"{input_path}: {msg}") from exc
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _predict_source(predictor: Predictor, source: RasterSource, paths: dict[str, Path],
+                    options: PredictOptions, progress: Callable[[int], None] | None) -> SceneResult:
+    info = source.info
+    check_bands(predictor, info.count, str(source.path))
+    grid = options.grid(predictor, info.height, info.width)
+    result = SceneResult(source.path, paths, windows=grid.windows)
+    if not info.georeferenced:
+        result.warnings.append(
+            f"{source.path} has no georeferencing (no CRS, transform or GCPs): "
+            "its class map is a plain image in pixel coordinates and areas are in pixels only"
+        )
+    ensure_writable_dir(paths["classes"].parent)
+    remove_leftovers(paths)
+    preview, areas = Preview(info, options.preview_max), AreaCounter(info, predictor.classes.num_classes)
+    tags = options.tags(predictor)
+    with contextlib.ExitStack() as stack:
+        cls_out = stack.enter_context(_streamed(
+            paths["classes"], lambda t: class_writer(t, paths["classes"], info, predictor.classes, tags)))
+        prob_out = None
+        if options.probabilities:
+            prob_out = stack.enter_context(_streamed(
+                paths["probabilities"], lambda t: probability_writer(t, paths["probabilities"], info, predictor.classes)))
+
+        def emit(y0: int, y1: int, classes: np.ndarray, probs: np.ndarray | None, raw: np.ndarray) -> None:
+            cls_out.write(classes[None])
+            if prob_out is not None:
+                prob_out.write(scale_probabilities(probs, classes))
+            preview.add(y0, classes, raw)
+            areas.add(y0, classes)
+
+        run_grid(predictor, source, grid, emit, options=options, progress=progress)
+    preview.write(predictor.classes, paths["color"], paths["blend"])
+    extra = {"mode": options.mode, "window": [grid.win_y, grid.win_x], "keep": [grid.keep_y, grid.keep_x],
+             "blend": options.blend, "tta": options.tta}
+    write_areas(paths["areas"], info, areas.summary(predictor.classes), extra)
+    return result
+
+
+def predict_array(
+    predictor: Predictor,
+    image: np.ndarray,
+    *,
+    options: PredictOptions | None = None,
+    nodata: float | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """In-memory (C, H, W) raw image -> (H, W) uint8 classes, by the same streaming code."""
+    options = options or PredictOptions()
+    predictor = options.configure(predictor)
+    source = ArraySource(image, nodata)
+    check_bands(predictor, image.shape[0])
+    _, h, w = image.shape
+    grid = options.grid(predictor, h, w)
+    out = np.empty((h, w), dtype=np.uint8)
+
+    def emit(y0: int, y1: int, classes: np.ndarray, probs: np.ndarray | None, raw: np.ndarray) -> None:
+        out[y0:y1] = classes
+
+    run_grid(predictor, source, grid, emit, options=options, progress=progress)
+    return out

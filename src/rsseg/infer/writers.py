@@ -1,0 +1,144 @@
+"""Streaming GeoTIFF outputs: rows arrive in order and leave as whole rows of tiles.
+
+Outputs are tiled 256 x 256 (TIFF tiles must be multiples of 16) and deflate-compressed.
+Kept strips are 224 rows in ``reference`` mode and other heights in ``fast`` mode, so the
+writer buffers rows and writes only complete rows of tiles: every tile is compressed and
+written once, whatever the kept size, and at most ``256 + strip`` rows are held.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.transform import Affine
+from rasterio.windows import Window
+
+from rsseg.classes import IGNORE_INDEX, ClassTable
+from rsseg.errors import RsSegError
+from rsseg.infer.reader import READ_ERRORS, SceneInfo
+
+BLOCK = 256
+#: Probabilities are stored as round(254 * p); 255 is nodata.
+PROB_SCALE = 254
+WRITE_ERRORS = READ_ERRORS
+
+
+def write_error(path: Path, exc: BaseException) -> RsSegError:
+    """One line naming the file, with GDAL's underlying reason and the free space left
+    (rasterio's own message is often just "Write failed. See previous exception")."""
+    reasons, e = [], exc
+    while e is not None and len(reasons) < 4:
+        text = getattr(e, "strerror", None) or str(e)
+        if text and "previous exception" not in text and text not in reasons:
+            reasons.append(text)
+        e = e.__cause__ or e.__context__
+    reason = "; ".join(reasons) or type(exc).__name__
+    if not isinstance(exc, OSError) or exc.errno in (errno.ENOSPC, errno.EFBIG, None):
+        try:
+            free = shutil.disk_usage(Path(path).parent).free / 2**20
+            reason += f" (disk full? {free:.0f} MB free there)"
+        except OSError:
+            pass
+    return RsSegError(f"cannot write {path}: {reason}")
+
+
+def _profile(info: SceneInfo, count: int) -> dict:
+    profile = {
+        "driver": "GTiff", "width": info.width, "height": info.height, "count": count,
+        "dtype": "uint8", "nodata": IGNORE_INDEX, "compress": "deflate", "tiled": True,
+        "blockxsize": BLOCK, "blockysize": BLOCK, "interleave": "band", "BIGTIFF": "IF_SAFER",
+        "transform": info.transform if info.transform is not None else Affine.identity(),
+    }
+    if info.crs is not None:
+        profile["crs"] = info.crs
+    return profile
+
+
+class RowWriter:
+    """A GeoTIFF open for writing, fed consecutive rows of all its bands."""
+
+    def __init__(self, tmp: Path, final: Path, info: SceneInfo, count: int) -> None:
+        self.final, self.width = final, info.width
+        self._pending: np.ndarray | None = None
+        self._next = 0  # first row not yet written
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                self.ds = rasterio.open(tmp, "w", **_profile(info, count))
+            if info.gcps[0] and info.transform == Affine.identity():
+                self.ds.gcps = info.gcps
+        except WRITE_ERRORS as exc:
+            raise write_error(final, exc) from exc
+
+    def write(self, rows: np.ndarray) -> None:
+        """Append (bands, n, width) rows; whole rows of tiles go to disk at once."""
+        p = rows if self._pending is None else np.concatenate([self._pending, rows], axis=1)
+        full = p.shape[1] // BLOCK * BLOCK
+        if full:
+            self._write(p[:, :full])
+        self._pending = p[:, full:].copy() if full < p.shape[1] else None
+
+    def _write(self, rows: np.ndarray) -> None:
+        try:
+            self.ds.write(rows, window=Window(0, self._next, self.width, rows.shape[1]))
+        except WRITE_ERRORS as exc:
+            raise write_error(self.final, exc) from exc
+        self._next += rows.shape[1]
+
+    def close(self) -> None:
+        """Flush the last rows and close (GDAL may only report a full disk here)."""
+        if self._pending is not None:
+            self._write(self._pending)
+            self._pending = None
+        try:
+            self.ds.close()
+        except WRITE_ERRORS as exc:
+            raise write_error(self.final, exc) from exc
+
+    def abort(self) -> None:
+        try:
+            self.ds.close()
+        except WRITE_ERRORS:
+            pass
+
+
+def class_writer(tmp: Path, final: Path, info: SceneInfo, classes: ClassTable, tags: dict) -> RowWriter:
+    """uint8 class indices, nodata 255, the class colours as the colour table."""
+    w = RowWriter(tmp, final, info, 1)
+    cmap = {i: (*map(int, c), 255) for i, c in enumerate(classes.colors)}
+    cmap[IGNORE_INDEX] = (0, 0, 0, 0)
+    try:
+        w.ds.write_colormap(1, cmap)
+        w.ds.update_tags(**tags, classes=json.dumps(list(classes.names)))
+        if info.nodata is not None:
+            w.ds.update_tags(input_nodata=str(info.nodata))
+    except WRITE_ERRORS as exc:
+        w.abort()
+        raise write_error(final, exc) from exc
+    return w
+
+
+def probability_writer(tmp: Path, final: Path, info: SceneInfo, classes: ClassTable) -> RowWriter:
+    """One uint8 band per class, round(254 p), nodata 255; band scale 1/254 and class names."""
+    w = RowWriter(tmp, final, info, classes.num_classes)
+    try:
+        w.ds.scales = (1 / PROB_SCALE,) * classes.num_classes
+        w.ds.descriptions = tuple(classes.names)
+    except WRITE_ERRORS as exc:
+        w.abort()
+        raise write_error(final, exc) from exc
+    return w
+
+
+def scale_probabilities(probs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """(K, n, w) float probabilities -> uint8, nodata where the class map is nodata."""
+    out = np.rint(np.clip(probs, 0.0, 1.0) * PROB_SCALE).astype(np.uint8)
+    out[:, classes == IGNORE_INDEX] = IGNORE_INDEX
+    return out
