@@ -53,3 +53,17 @@ def shared_data() -> Path:
             pytest.fail(f"real data folder {SHARED_DATA.resolve()} is missing in CI")
         pytest.skip("../shared/data not present")
     return SHARED_DATA.resolve()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread (and leave the shared cores to others).
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

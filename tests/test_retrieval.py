@@ -37,13 +37,7 @@ TABLE = ClassTable(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and leave the shared cores to others)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _hists(rng: np.random.Generator, n: int, c: int, alpha: float = 0.5) -> np.ndarray:

@@ -25,13 +25,7 @@ from rsseg.retrieval.query import Searcher, output_paths
 TILE = 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and leave the shared cores to others)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _scene(run, split: str = "test") -> tuple[Path, Path]:

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import torch
 from test_retrieval_resume import rewrite_checkpoint
 
 from rsseg.errors import RsSegError
@@ -20,13 +19,7 @@ from rsseg.retrieval.signatures import SignatureSpace
 TILE = 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and leave the shared cores to others)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _write(path: Path, data: np.ndarray) -> Path:
