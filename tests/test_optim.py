@@ -113,3 +113,53 @@ def test_freeze_keeps_encoder_weights_and_batchnorm_statistics(tiny_config_path)
 def _qualified_encoder_keys(model: torch.nn.Module, encoder: torch.nn.Module) -> list[str]:
     prefix = next(name for name, module in model.named_modules() if module is encoder)
     return [f"{prefix}.{k}" if prefix else k for k in encoder.state_dict()]
+
+
+class _FakeTimer:
+    """Lightning's Timer as the time schedule reads it: a duration and the elapsed seconds."""
+
+    def __init__(self, duration: float) -> None:
+        self._duration, self.elapsed = duration, 0.0
+
+    def time_elapsed(self, stage: str = "train") -> float:
+        return self.elapsed
+
+
+def test_time_interval_decays_the_lr_to_zero_over_the_wall_clock_budget(monkeypatch) -> None:
+    import lightning.pytorch.callbacks as cbs
+
+    monkeypatch.setattr(cbs, "Timer", _FakeTimer)  # the schedule looks the Timer up by type
+    cfg = load_config(None, ["train.max_minutes=1", "optim.interval=time", "optim.power=2",
+                             "optim.lr=1.0"])
+    timer = _FakeTimer(60.0)
+    trainer = type("T", (), {"callbacks": [timer]})()
+    param = torch.nn.Parameter(torch.zeros(1))
+    out = build_optimizer(cfg.optim, [param], trainer)
+    opt, sched = out["optimizer"], out["lr_scheduler"]["scheduler"]
+    assert out["lr_scheduler"]["interval"] == "step"
+    for elapsed, want in [(15.0, 0.75**2), (30.0, 0.25), (90.0, 0.0)]:
+        timer.elapsed = elapsed
+        opt.step()
+        sched.step()
+        assert opt.param_groups[0]["lr"] == pytest.approx(want)
+
+
+def test_time_interval_without_a_budget_is_refused() -> None:
+    with pytest.raises(RsSegError, match="max_minutes"):
+        load_config(None, ["optim.interval=time"])
+
+
+def test_time_schedule_trains_end_to_end_and_logs_a_falling_lr(tiny_config_path) -> None:
+    """With Lightning's real Timer: the run trains, and the logged LR falls below the start."""
+    import csv
+
+    from rsseg.train import train
+
+    cfg = load_config(tiny_config_path, ["train.max_minutes=5", "train.epochs=2",
+                                         "optim.interval=time", "output.name=timed",
+                                         "train.log_every_n_steps=1"])
+    result = train(cfg, config_name="timed", progress=False)
+    assert result.last_checkpoint.exists()
+    rows = list(csv.DictReader((result.run_dir / "logs" / "metrics.csv").open()))
+    lrs = [float(r["lr"]) for r in rows if r.get("lr")]
+    assert lrs and all(0 < lr < cfg.optim.lr for lr in lrs[1:])

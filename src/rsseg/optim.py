@@ -20,6 +20,8 @@ def _poly(cfg: Any, opt: torch.optim.Optimizer, trainer: Any) -> dict:
     Per step (default) the LR falls smoothly; per epoch with a fixed length is the seed's
     PolynomialLR (SGD1: 20 epochs, after which the LR stays at zero).
     """
+    if cfg.interval == "time":
+        return _poly_over_budget(cfg, opt, trainer)
     total = cfg.total_iters
     if total is None:
         if trainer is None:
@@ -30,6 +32,33 @@ def _poly(cfg: Any, opt: torch.optim.Optimizer, trainer: Any) -> dict:
             total = max(1, int(trainer.max_epochs or 1))
     sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=total, power=cfg.power)
     return {"scheduler": sched, "interval": cfg.interval}
+
+
+def _budget_timer(trainer: Any) -> Any:
+    from lightning.pytorch.callbacks import Timer
+
+    timers = [cb for cb in getattr(trainer, "callbacks", []) if isinstance(cb, Timer)]
+    if not timers or timers[0]._duration is None:
+        raise ValueError("optim.interval 'time' needs a wall-clock budget: set train.max_minutes")
+    return timers[0]
+
+
+def _poly_over_budget(cfg: Any, opt: torch.optim.Optimizer, trainer: Any) -> dict:
+    """Polynomial decay to zero over the wall-clock budget ``train.max_minutes``.
+
+    Why: under a fixed CPU budget the number of epochs that fit depends on the model and the
+    machine, so a schedule in epochs either ends early or never decays. Here the LR reaches zero
+    when the budget ends (Lightning's Timer, which survives a resume). The price: runs depend on
+    wall-clock speed and are not bit-reproducible.
+    """
+    timer = _budget_timer(trainer)
+
+    def factor(_: int) -> float:
+        done = min(timer.time_elapsed("train") / timer._duration, 1.0)
+        return (1.0 - done) ** cfg.power
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return {"scheduler": sched, "interval": "step"}
 
 
 def _step(cfg: Any, opt: torch.optim.Optimizer, trainer: Any) -> dict:

@@ -76,6 +76,7 @@ class SegmentationTask(L.LightningModule):
             return None  # type: ignore[return-value]
         loss = self.loss_fn(self(images).float(), masks)
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(images))
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
 
     def on_validation_epoch_start(self) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from rsseg.config.base import Section
 from rsseg.config.data import DataConfig, SyntheticConfig
@@ -89,6 +89,12 @@ class Config(Section):
         if isinstance(value, dict) and "name" not in value:  # `name` defaults to unet
             return {"name": "unet", **value}
         return value
+
+    @model_validator(mode="after")
+    def _time_schedule_needs_budget(self) -> Config:
+        if self.optim.scheduler == "poly" and self.optim.interval == "time" and not self.train.max_minutes:
+            raise ValueError("optim.interval 'time' decays the LR over train.max_minutes: set it")
+        return self
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -75,8 +75,10 @@ class OptimConfig(Section):
         "poly", description="LR schedule: polynomial decay, step decay, or none."
     )
     power: float = Field(0.9, gt=0, description="Power of the polynomial schedule (seed ADAM1: 2).")
-    interval: Literal["step", "epoch"] = Field(
-        "step", description="Poly schedule stepped per optimiser step (smooth) or per epoch (seed)."
+    interval: Literal["step", "epoch", "time"] = Field(
+        "step",
+        description="Poly schedule stepped per optimiser step (smooth), per epoch (seed), or over "
+        "the wall-clock budget train.max_minutes (time: reaches zero when the budget ends).",
     )
     total_iters: int | None = Field(
         None, ge=1, description="Poly decay length in steps/epochs (per `interval`); null = whole run."
