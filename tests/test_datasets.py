@@ -247,3 +247,17 @@ def test_classes_in_yaml_and_fixed_tables(tmp_path):
         make_source("dubai", dubai.make(tmp_path / "d"), tmp_path, classes=specs)
     with pytest.raises(RsSegError, match="mask value 1 is used by two classes"):
         _ = make_source("folder", root, tmp_path, classes=[{"name": "x", "value": 1}, {"name": "y", "value": 1}]).codec
+
+
+def test_learn_classes_trains_a_default_ignored_class_but_metrics_leave_it_out(tmp_path):
+    """Seed 000 §5.3.2 'learned background': Dubai's 'unlabeled' becomes a trained class."""
+    from rsseg.data.datasets.tables import metric_classes
+
+    root = dubai.make(tmp_path / "d")
+    learned = make_source("dubai", root, tmp_path, learn_classes=["unlabeled"])
+    assert learned.classes().ignore == ()
+    chip_masks = [m for _, m in learned.tile_dataset(learned.scenes("train"), train=False)]
+    assert any((m == 5).any() for m in chip_masks), "unlabeled pixels should reach the loss as class 5"
+    assert metric_classes(learned.classes(), learned.cfg).ignore == (5,)
+    with pytest.raises(RsSegError, match="learn_classes: unknown class 'sky'"):
+        make_source("dubai", root, tmp_path, learn_classes=["sky"]).classes()

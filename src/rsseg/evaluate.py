@@ -12,11 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from rsseg.checkpoint import load_predictor
 from rsseg.config import Config
-from rsseg.data.sources import get_source, with_ignored
+from rsseg.data.datasets.tables import metric_classes
+from rsseg.data.sources import get_source
 from rsseg.errors import RsSegError
 from rsseg.infer import border_corrected_predict, count_windows, read_image
 from rsseg.io import ensure_writable_dir
@@ -62,7 +69,7 @@ def evaluate(
             f"{checkpoint} was trained on classes {list(predictor.classes.names)} but the data in "
             f"{cfg.data.root} has {list(data_classes.names)}"
         )
-    classes = with_ignored(predictor.classes, cfg.data.ignore_classes)
+    classes = metric_classes(predictor.classes, cfg.data)
     scenes = source.scenes(split)
     _check_bands(predictor, scenes, checkpoint)  # before any scene is predicted
 

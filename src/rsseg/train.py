@@ -22,6 +22,7 @@ from rsseg import __version__
 from rsseg.callbacks import training_callbacks
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.config import Config
+from rsseg.data.datasets.tables import metric_classes
 from rsseg.data.sources import get_source
 from rsseg.data.subset import select_training_chips
 from rsseg.errors import RsSegError
@@ -90,7 +91,7 @@ class SegmentationTask(L.LightningModule):
         self.val_confusion.update(logits.argmax(1), masks)
 
     def on_validation_epoch_end(self) -> None:
-        metrics = compute_metrics(self.val_confusion.matrix, self.classes)
+        metrics = compute_metrics(self.val_confusion.matrix, metric_classes(self.classes, self.cfg.data))
         for key in ("miou", "oa", "mf1"):
             value = metrics[key]
             self.log(f"val_{key}", float("nan") if value is None else value, prog_bar=key == "miou")

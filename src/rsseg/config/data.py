@@ -225,6 +225,11 @@ class DataConfig(Section):
         default_factory=list,
         description="Classes (names or indices) excluded from loss and metrics, e.g. background.",
     )
+    learn_classes: list[str | int] = Field(
+        default_factory=list,
+        description="Classes the dataset ignores by default that training learns as ordinary classes "
+        "(seed 000 §5.3.2 'learned background'); metrics still leave them out, so runs compare.",
+    )
     bands: list[int | str] | None = Field(
         None, description="Bands to read: 1-based numbers or band names; null = all bands."
     )

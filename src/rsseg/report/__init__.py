@@ -83,7 +83,8 @@ def try_write_report(run_dir: Path) -> Path | None:
 def write_report(run_dir: Path, *, samples: int = 3) -> Path:
     """(Re)write ``RUN/report.html`` from what the run directory holds; return its path."""
     from rsseg.checkpoint import load_predictor
-    from rsseg.data.sources import get_source, with_ignored
+    from rsseg.data.datasets.tables import metric_classes
+    from rsseg.data.sources import get_source
     from rsseg.report.samples import sample_figures
 
     run_dir = Path(run_dir)
@@ -92,7 +93,7 @@ def write_report(run_dir: Path, *, samples: int = 3) -> Path:
         raise RsSegError(f"{run_dir} is not a run directory (no checkpoints/best.ckpt or last.ckpt)")
     predictor = load_predictor(ckpt)
     cfg = predictor.config
-    classes = with_ignored(predictor.classes, cfg.data.ignore_classes)
+    classes = metric_classes(predictor.classes, cfg.data)
     history = read_epoch_history(run_dir / "logs" / "metrics.csv")
     evaluation = _latest_eval(run_dir)
     timings = json.loads((run_dir / "timings.json").read_text()) if (run_dir / "timings.json").exists() else {}

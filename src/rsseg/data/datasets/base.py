@@ -92,7 +92,7 @@ class Source:
             raise RsSegError(f"data.classes is for folder/multispectral datasets; {self.name} has a fixed class table")
 
     def classes(self) -> ClassTable:
-        return with_ignored(self.class_table(), self.cfg.ignore_classes)
+        return with_ignored(self.class_table(), self.cfg.ignore_classes, self.cfg.learn_classes)
 
     @cached_property
     def codec(self) -> MaskCodec:

@@ -27,19 +27,28 @@ PALETTE: tuple[Color, ...] = (
 )
 
 
-def with_ignored(table: ClassTable, ignore: list[str | int]) -> ClassTable:
-    """Resolve ``ignore_classes`` (names or indices) onto the table."""
-    indices = set(table.ignore)
-    for item in ignore:
-        if isinstance(item, int):
-            if not 0 <= item < table.num_classes:
-                raise RsSegError(f"ignore_classes: index {item} outside 0..{table.num_classes - 1}")
-            indices.add(item)
-        elif item in table.names:
-            indices.add(table.names.index(item))
-        else:
-            raise RsSegError(f"ignore_classes: unknown class '{item}'; classes: {', '.join(table.names)}")
+def _class_index(table: ClassTable, item: str | int, key: str) -> int:
+    if isinstance(item, int):
+        if not 0 <= item < table.num_classes:
+            raise RsSegError(f"{key}: index {item} outside 0..{table.num_classes - 1}")
+        return item
+    if item in table.names:
+        return table.names.index(item)
+    raise RsSegError(f"{key}: unknown class '{item}'; classes: {', '.join(table.names)}")
+
+
+def with_ignored(
+    table: ClassTable, ignore: list[str | int], learn: list[str | int] = ()  # type: ignore[assignment]
+) -> ClassTable:
+    """Resolve ``ignore_classes`` onto the table, minus ``learn_classes`` (names or indices)."""
+    indices = set(table.ignore) | {_class_index(table, item, "ignore_classes") for item in ignore}
+    indices -= {_class_index(table, item, "learn_classes") for item in learn}
     return dataclasses.replace(table, ignore=tuple(sorted(indices)))
+
+
+def metric_classes(table: ClassTable, data_cfg: DataConfig) -> ClassTable:
+    """The table metrics use: ignored and learned-but-not-scored classes both left out."""
+    return with_ignored(table, [*data_cfg.ignore_classes, *data_cfg.learn_classes])
 
 
 def table(names: list[str], colors: list[Color], ignore: tuple[int, ...] = ()) -> ClassTable:
