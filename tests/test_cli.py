@@ -11,7 +11,7 @@ from rsseg.cli import app
 
 runner = CliRunner()
 COMMANDS = ["train", "evaluate", "predict", "demo", "models", "export", "experiment", "report", "compare",
-            "data", "index", "pretrain", "probe"]
+            "data", "index", "pretrain", "probe", "explain"]
 
 
 def plain(text: str) -> str:
