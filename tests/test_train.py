@@ -128,3 +128,18 @@ def test_evaluate_refuses_other_bands_before_any_work(tiny_run, tmp_path) -> Non
         dst.write(image)
     with pytest.raises(RsSegError, match=r"trained on 3 bands, but .*a\.tif has 1"):
         evaluate(tiny_run.best_checkpoint, config=cfg, split="test", out=tmp_path / "ev", progress=False)
+
+
+def test_empty_validation_split_trains_without_validation(tiny_config_path, tmp_path):
+    """`data.split.val: []`: all labelled scenes train; the evaluated checkpoint is the latest."""
+    split = "data.split={train: ['train/*', 'val/*'], val: [], test: ['test/*']}"
+    cfg = load_config(tiny_config_path, [f"output.dir={tmp_path}", "output.name=noval", split, "train.epochs=2"])
+    result = train(cfg, progress=False)
+    assert result.best_val_miou is None and result.epochs == 2
+    rows = list(csv.DictReader((result.run_dir / "logs" / "metrics.csv").open()))
+    assert not any(r.get("val_miou") for r in rows)
+    assert read_checkpoint(result.best_checkpoint)["epoch"] == 1  # the last epoch, not a monitored pick
+    assert evaluate(result.best_checkpoint, split="test", progress=False).metrics["miou"] is not None
+    assert (result.run_dir / "report.html").exists()
+    with pytest.raises(RsSegError, match="early_stopping"):
+        train(load_config(tiny_config_path, [split, "train.early_stopping={patience: 2}"]), progress=False)

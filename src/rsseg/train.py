@@ -152,6 +152,20 @@ class TrainResult:
     skipped: list = field(default_factory=list)
 
 
+def _validation_scenes(source: Any, cfg: Config) -> list:
+    """The validation scenes; none only when asked for explicitly with ``data.split.val: []``.
+
+    Why: tiny labelled sets (the LoveDA sample, 4+2 Sentinel-2 dates) are better spent on
+    training than on checkpoint choice; then the last checkpoint is the one evaluated.
+    """
+    split = cfg.data.split
+    if split is not None and split.val == []:
+        if cfg.train.early_stopping is not None:
+            raise RsSegError("train.early_stopping watches validation mIoU, but data.split.val is empty")
+        return []
+    return source.scenes("val")
+
+
 def new_run_dir(cfg: Config, config_name: str) -> Path:
     name = cfg.output.name or f"{config_name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     run_dir = Path(cfg.output.dir) / name
@@ -189,12 +203,12 @@ def train(
     source = get_source(cfg.data)
     source.prepare(progress=progress)
     classes = source.classes()
-    train_scenes, val_scenes = source.scenes("train"), source.scenes("val")
+    train_scenes, val_scenes = source.scenes("train"), _validation_scenes(source, cfg)
     bands = source.band_indices()  # 1-based numbers, band names resolved
     # mean/std: from the config, else from the (cached) scan of the training scenes
     train_ds = source.tile_dataset(train_scenes, train=True, mean=cfg.data.mean, std=cfg.data.std)
     mean, std = train_ds.mean, train_ds.std
-    val_ds = source.tile_dataset(val_scenes, mean=mean, std=std)
+    val_ds = source.tile_dataset(val_scenes, mean=mean, std=std) if val_scenes else None
     loader = dict(batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
                   persistent_workers=cfg.data.num_workers > 0)
     # data.subset / data.restrict filter the training chips; data.sampling gives the epoch sampler
@@ -202,7 +216,7 @@ def train(
     drawn = len(sampler) if sampler is not None else len(train_ds)  # type: ignore[arg-type]
     train_dl = DataLoader(train_ds, shuffle=sampler is None, sampler=sampler,
                           drop_last=drawn > cfg.data.batch_size, **loader)
-    val_dl = DataLoader(val_ds, shuffle=False, **loader)
+    val_dl = DataLoader(val_ds, shuffle=False, **loader) if val_ds is not None else None
 
     accelerator = cfg.train.accelerator
     device_type = "cuda" if accelerator in ("gpu", "cuda") or (
@@ -223,7 +237,7 @@ def train(
     checkpoints = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
-        monitor="val_miou",
+        monitor="val_miou" if val_dl is not None else None,  # no validation: "best" = latest
         mode="max",
         save_last=True,
         auto_insert_metric_name=False,
@@ -252,14 +266,16 @@ def train(
         enable_progress_bar=progress,
         enable_model_summary=False,
     )
-    log.info("training %s on %d chips (%d validation), bf16=%s", cfg.model.name, len(train_ds), len(val_ds), bf16)
+    log.info("training %s on %d chips (%d validation), bf16=%s", cfg.model.name, len(train_ds),
+             len(val_ds) if val_ds is not None else 0, bf16)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*but have no `val_dataloader`.*")  # data.split.val: []
         warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
         trainer.fit(task, train_dl, val_dl, ckpt_path=ckpt_path)
     seconds = time.perf_counter() - start
-    skipped = [*source.skipped, *train_ds.skipped, *val_ds.skipped]
+    skipped = [*source.skipped, *train_ds.skipped, *(val_ds.skipped if val_ds is not None else [])]
     if skipped:
         log.warning("skipped %d bad scene(s) (data.on_error: skip):\n  %s", len(skipped),
                     "\n  ".join(s.problem for s in skipped))

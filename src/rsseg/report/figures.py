@@ -62,7 +62,10 @@ def curves_png(history: dict[str, list[tuple[int, float]]]) -> bytes | None:
             x, y = zip(*history[key], strict=True)
             miou_ax.plot(np.asarray(x) + 1, y, marker="o", label=label)
     miou_ax.set(xlabel="epoch", ylabel="score", title="Validation", ylim=(0, 1))
-    miou_ax.legend()
+    if miou_ax.lines:
+        miou_ax.legend()
+    else:  # data.split.val: [] trains without validation
+        miou_ax.text(0.5, 0.5, "no validation split", ha="center", va="center", transform=miou_ax.transAxes)
     for ax in (loss_ax, miou_ax):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
