@@ -14,8 +14,8 @@ from rsseg.experiment import load_sweep
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 EXPECTED = {  # scenes per split (train, val, test)
     "dubai.yaml": (45, 9, 9),
-    "loveda-sample.yaml": (1, 1, 1),
-    "sentinel2-strzegom.yaml": (3, 1, 2),
+    "loveda-sample.yaml": (2, 0, 1),  # val: [] (no validation split)
+    "sentinel2-strzegom.yaml": (4, 0, 2),
 }
 
 
@@ -26,9 +26,10 @@ def test_real_data_config_finds_its_scenes(name: str, shared_data: Path, tmp_pat
     assert Path(cfg.data.root).resolve().is_relative_to(shared_data)
     source = get_source(cfg.data)
     source.prepare(progress=False)
-    counts = tuple(len(source.scenes(split)) for split in ("train", "val", "test"))
+    splits = source.splits()
+    counts = tuple(len(splits[split]) for split in ("train", "val", "test"))
     assert counts == EXPECTED[name]
-    groups = [{s.group for s in source.scenes(split)} for split in ("train", "val", "test")]
+    groups = [{s.group for s in splits[split]} for split in ("train", "val", "test")]
     assert not (groups[0] & groups[2]) and not (groups[1] & groups[2])  # no test ground in training
 
 
