@@ -12,7 +12,9 @@ A sweep file names a base config and the axes of the grid::
         unet: {model.name: unet}
         r34: {model.name: smp-unet, model.encoder: resnet34}
 
-Runs are the cartesian product of the axes, named by their variant labels joined with
+A variant's key is a dotted config path; a whole section (``model: {...}``) replaces that
+section, so keys of another model type never leak in, while ``train.max_minutes: 8`` changes
+one key. Runs are the cartesian product of the axes, named by their variant labels joined with
 ``__``. Each run trains into ``SWEEP/RUN`` and is evaluated on ``split``; its row is saved
 as ``SWEEP/RUN/result.json``. Rerunning the sweep skips runs with a result, resumes runs
 that have a last checkpoint but no result, and rewrites ``results.md`` / ``results.csv``.
