@@ -15,6 +15,7 @@ import rasterio
 import torch
 import torch.nn.functional as F
 from rasterio.transform import from_origin
+from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 from safetensors.torch import load_file
 
@@ -328,3 +329,27 @@ def test_bad_pretraining_images_are_named(tiny_config_path, tmp_path):
                         progress=False)
     with pytest.raises(RsSegError, match="no such file or folder"):
         collect_rasters(cfg, PretrainConfig(dataset=False, images=[str(tmp_path / "missing")]), progress=False)
+
+
+def test_images_of_another_pixel_type_are_standardised_by_their_own_statistics(tmp_path):
+    """uint16 Landsat-like digital numbers beside uint8 imagery: both end up near mean 0, std 1."""
+    from rsseg.ssl.pretrain import foreign_pixel_types, image_stats
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for name, dtype, scale, offset in (("aerial.tif", "uint8", 40, 100), ("landsat.tif", "uint16", 900, 9000)):
+        data = (offset + scale * rng.standard_normal((3, 64, 64))).clip(0, None).astype(dtype)
+        path = tmp_path / name
+        with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=3, dtype=dtype) as dst:
+            dst.write(data)
+        paths.append(path)
+    rasters = scan_rasters(paths)
+    assert [r.dtype for r in rasters] == ["uint8", "uint16"]
+    main_type, own = foreign_pixel_types(rasters)
+    assert main_type == "uint8" and set(own) == {1}
+    mean, std = image_stats([rasters[0]])
+    ds = UnlabelledTiles(rasters, tile_size=64, view_size=32, mean=mean, std=std, own_stats=own)
+    window = Window(0, 0, 64, 64)
+    for i in range(2):
+        region = ds.region(i, window)
+        assert abs(float(region.mean())) < 0.1 and abs(float(region.std()) - 1) < 0.1, (i, region.mean(), region.std())

@@ -68,6 +68,7 @@ class Raster:
     crs: str | None
     transform: tuple[float, ...]
     bands: tuple[int, ...] | None = None  # 1-based bands read; None = all
+    dtype: str = "uint8"  # pixel type: rasters of another type get their own normalisation
 
     @property
     def num_bands(self) -> int:
@@ -91,7 +92,7 @@ def scan_rasters(paths: Sequence[Path], bands: Sequence[int] | None = None) -> l
             georef = src.crs is not None and not src.transform.is_identity
             crs = src.crs.to_string() if georef else None
             raster = Raster(Path(path), src.height, src.width, src.count, crs, tuple(src.transform)[:6],
-                            tuple(bands) if bands else None)
+                            tuple(bands) if bands else None, str(src.dtypes[0]))
         if bands and max(bands) > raster.count:
             raise RsSegError(f"{path} has {raster.count} bands; the pretraining bands are {list(bands)}")
         rasters.append(raster)
@@ -176,6 +177,7 @@ class UnlabelledTiles(Dataset):
         partners: Sequence[Sequence[int]] | None = None,
         other_date_p: float = 0.5,
         decoded_cache: int = 64,
+        own_stats: dict[int, tuple[Sequence[float], Sequence[float]]] | None = None,
     ) -> None:
         self.rasters = list(rasters)
         self.tile, self.view = tile_size, view_size
@@ -185,6 +187,12 @@ class UnlabelledTiles(Dataset):
         self.num_bands = n
         self._mean = np.asarray(mean, dtype=np.float32)[:, None, None]
         self._std = np.asarray(std, dtype=np.float32)[:, None, None]
+        # raster index -> its own (mean, std): imagery on another radiometric scale (uint16
+        # Landsat beside uint8 aerial JPEGs) is standardised by its own band statistics
+        self._own = {
+            i: (np.asarray(m, dtype=np.float32)[:, None, None], np.asarray(s, dtype=np.float32)[:, None, None])
+            for i, (m, s) in (own_stats or {}).items()
+        }
         self.crop_scale = crop_scale
         self.partners = [list(p) for p in partners] if partners is not None else [[] for _ in self.rasters]
         self.other_date_p = other_date_p
@@ -247,7 +255,8 @@ class UnlabelledTiles(Dataset):
         r = self.rasters[raster]
         bands = list(r.bands) if r.bands else None
         data = self.reader.read_padded(r.path, window, bands, 0).astype(np.float32)
-        data = (data - self._mean) / self._std
+        mean, std = self._own.get(raster, (self._mean, self._std))
+        data = (data - mean) / std
         if data.shape[1:] != (self.tile, self.tile):
             data = F.interpolate(torch.from_numpy(data)[None], size=(self.tile, self.tile), mode="bilinear",
                                  antialias=True, align_corners=False)[0].numpy()

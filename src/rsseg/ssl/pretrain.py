@@ -90,6 +90,24 @@ def collect_rasters(cfg: Config, pcfg: PretrainConfig, progress: bool = True) ->
     return rasters, names
 
 
+def foreign_pixel_types(rasters: list[Raster]) -> tuple[str, dict[int, tuple[list[float], list[float]]]]:
+    """The first raster's pixel type, and own band statistics for rasters of any other type.
+
+    Why: one mean/std cannot serve uint8 aerial JPEGs and uint16 Landsat digital numbers at
+    once; standardising the odd ones by their own statistics puts them on the same footing.
+    """
+    main_type = rasters[0].dtype
+    own = {}
+    for i, r in enumerate(rasters):
+        if r.dtype != main_type:
+            mean, std = band_stats([r.path], list(r.bands) if r.bands else None)
+            own[i] = (list(mean), [s if s > 1e-6 else 1.0 for s in std])
+    if own:
+        log.info("%d of %d pretraining images are not %s: each is standardised by its own band statistics",
+                 len(own), len(rasters), main_type)
+    return main_type, own
+
+
 def image_stats(rasters: list[Raster], max_images: int = 32) -> tuple[list[float], list[float]]:
     """Per-band mean/std over (decimated reads of) up to ``max_images`` evenly spaced images."""
     pick = np.unique(np.linspace(0, len(rasters) - 1, min(len(rasters), max_images)).round().astype(int))
@@ -155,15 +173,16 @@ def pretrain(
 
     rasters, names = collect_rasters(cfg, pcfg, progress)
     n_bands = rasters[0].num_bands
+    main_type, own_stats = foreign_pixel_types(rasters)
     if cfg.data.mean is not None and cfg.data.std is not None:
         mean, std = list(cfg.data.mean), list(cfg.data.std)
     else:
-        mean, std = image_stats(rasters)
+        mean, std = image_stats([r for r in rasters if r.dtype == main_type])
     partners = footprint_partners(rasters, pcfg.footprint) if pcfg.multi_date else None
     dataset = UnlabelledTiles(
         rasters, tile_size=pcfg.tile_size, view_size=pcfg.view_size, mean=mean, std=std,
         crop_scale=pcfg.crop_scale, augment=pcfg.augment, partners=partners,
-        other_date_p=pcfg.other_date_p, decoded_cache=pcfg.decoded_cache,
+        other_date_p=pcfg.other_date_p, decoded_cache=pcfg.decoded_cache, own_stats=own_stats,
     )
     if len(dataset) < 2:
         raise RsSegError(f"only {len(dataset)} tile(s) of {pcfg.tile_size} px: contrastive pretraining needs at least 2")
