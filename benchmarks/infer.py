@@ -1,24 +1,34 @@
 """Full-scene inference: the seed's procedure against rsseg's streamed modes, side by side.
 
     make bench-infer                     # 7200 x 6800 synthetic scene + real images
+    make bench-infer ARGS="--scenes synthetic --variants reference,fast,fast-onnx,fast-low"
     python benchmarks/infer.py --quick   # a 2048 x 2048 scene, for a smoke run
 
 Variants, each in a fresh process (so its peak RSS is its own), on the same scene and model:
   a seed       the seed's procedure re-implemented: whole scene in memory, normalised and
-               reflect-padded, then a per-patch loop at batch 1 (256 -> keep 224), fp32 in
-               PyTorch's default (NCHW) layout as the seed ran it, one GeoTIFF written at the end
+               reflect-padded, then a per-patch loop at batch 1 (256 -> keep 224), one GeoTIFF
+               written at the end. Each patch goes through ``Predictor.logits``, i.e. in rsseg's
+               layout and precision (fp32, channels_last on a CPU): the layout is not part of
+               the procedure, and in PyTorch's default NCHW layout oneDNN sums in another order
+               (1 pixel of 49 M differed from b). The batch size does not change the arithmetic
+               (tests/test_infer.py checks it bit for bit), so a and b are identical.
   b reference  rsseg predict --mode reference (streamed; all outputs: GeoTIFF, PNGs, areas)
   c fast       rsseg predict --mode fast
   d bound      the bare forward of c's network over the scene as non-overlapping tiles of
                c's kept size (no margin, no I/O, no argmax): the lower bound for c
   e naive      rsseg predict --mode naive (224 px tiles, no border handling), for seam scores
+Memory variants (peak RSS; torch's import alone is about 0.55 GB with the CUDA wheel):
+  b-low        b with low_memory=True (forward passes of at most 4 x 256² px: batch 4)
+  c-low        c with low_memory=True (fast tiles of at most 480 px)
+  c-onnx       c with the ONNX engine (the checkpoint exported once to WORK/model.onnx); the
+               process never imports torch
+  c-onnx-low   c-onnx with low_memory=True
 Wall time is noisy on a shared machine, so CPU time (user + system) is printed too.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import subprocess
@@ -32,8 +42,20 @@ REAL = {
     "deepglobe": "deepglobe-unlabelled",  # first JPEG of the folder, 2448 x 2448
     "landsat8": "landsat8-scene/LC08_L1TP_224078_20200518_20200518_01_RT.TIF",
 }
-VARIANTS = ("seed", "reference", "fast", "bound", "naive")
-LETTER = dict(zip(VARIANTS, "abcde", strict=True))
+#: variant -> (label, mode, low_memory, engine)
+SPECS = {
+    "seed": ("a", None, False, "torch"),
+    "reference": ("b", "reference", False, "torch"),
+    "fast": ("c", "fast", False, "torch"),
+    "bound": ("d", None, False, "torch"),
+    "naive": ("e", "naive", False, "torch"),
+    "reference-low": ("b-low", "reference", True, "torch"),
+    "fast-low": ("c-low", "fast", True, "torch"),
+    "fast-onnx": ("c-onnx", "fast", False, "onnx"),
+    "fast-onnx-low": ("c-onnx-low", "fast", True, "onnx"),
+}
+VARIANTS = tuple(SPECS)
+LETTER = {v: spec[0] for v, spec in SPECS.items()}
 
 
 def rss_mb(field: str = "VmRSS") -> float:
@@ -51,7 +73,6 @@ def run_seed(predictor, scene: Path, out: Path) -> None:
     import rasterio
     import torch
 
-    model = copy.deepcopy(predictor.model).to(memory_format=torch.contiguous_format)
     with rasterio.open(scene) as src:
         image, profile = src.read(), src.profile
     window, keep = 256, 224
@@ -61,13 +82,13 @@ def run_seed(predictor, scene: Path, out: Path) -> None:
     nh, nw = -(-h // keep), -(-w // keep)
     x = np.pad(x, ((0, 0), (m, nh * keep - h + m), (m, nw * keep - w + m)), mode="reflect")
     classes = np.zeros((h, w), dtype=np.uint8)
-    with torch.inference_mode():
-        for i in range(nh):
-            for j in range(nw):
-                tile = np.ascontiguousarray(x[:, i * keep : i * keep + window, j * keep : j * keep + window])
-                pred = model(torch.from_numpy(tile)[None])[0].argmax(0)[m : m + keep, m : m + keep]
-                hh, ww = min(keep, h - i * keep), min(keep, w - j * keep)
-                classes[i * keep : i * keep + hh, j * keep : j * keep + ww] = pred[:hh, :ww].numpy()
+    for i in range(nh):
+        for j in range(nw):
+            tile = np.ascontiguousarray(x[:, i * keep : i * keep + window, j * keep : j * keep + window])
+            # rsseg's layout and precision (see the module docstring), batch 1
+            pred = predictor.logits(torch.from_numpy(tile)[None])[0].argmax(0)[m : m + keep, m : m + keep]
+            hh, ww = min(keep, h - i * keep), min(keep, w - j * keep)
+            classes[i * keep : i * keep + hh, j * keep : j * keep + ww] = pred[:hh, :ww].numpy()
     profile = {"driver": "GTiff", "width": w, "height": h, "count": 1, "dtype": "uint8", "nodata": 255,
                "compress": "deflate", "tiled": True, "blockxsize": 256, "blockysize": 256,
                "crs": profile.get("crs"), "transform": profile["transform"]}
@@ -104,10 +125,17 @@ def run_bound(predictor, scene: Path, out: Path) -> tuple[float, float]:
 
 
 def child(args: argparse.Namespace) -> None:
-    from rsseg.checkpoint import load_predictor
     from rsseg.infer import predict_file
 
-    predictor = load_predictor(args.checkpoint)
+    _, mode, low_memory, engine = SPECS[args.run]
+    if engine == "onnx":  # torch is never imported on this path
+        from rsseg.onnx_engine import load_onnx_predictor
+
+        predictor = load_onnx_predictor(args.checkpoint)
+    else:
+        from rsseg.checkpoint import load_predictor
+
+        predictor = load_predictor(args.checkpoint)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     base = rss_mb()
@@ -118,12 +146,13 @@ def child(args: argparse.Namespace) -> None:
     elif args.run == "bound":
         forward = run_bound(predictor, args.scene, out)
     else:
-        predict_file(predictor, args.scene, out, mode=args.run, fast_tile=args.fast_tile)
+        predict_file(predictor, args.scene, out, mode=mode, fast_tile=args.fast_tile, low_memory=low_memory)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     if forward is not None:  # the bound counts its forward passes only
         wall, cpu = forward
     peak = rss_mb("VmHWM")
-    print(json.dumps({"wall": wall, "cpu": cpu, "peak_mb": peak, "base_mb": base}))
+    print(json.dumps({"wall": wall, "cpu": cpu, "peak_mb": peak, "base_mb": base,
+                      "torch": "torch" in sys.modules}))
 
 
 # ------------------------------------------------------------------------- parent side
@@ -153,8 +182,18 @@ def trained_checkpoint(work: Path, epochs: int) -> Path:
     return ckpt
 
 
-def measure(variant: str, scene: Path, ckpt: Path, out: Path, fast_tile: int) -> dict:
-    cmd = [sys.executable, __file__, "--run", variant, "--scene", str(scene), "--checkpoint", str(ckpt),
+def onnx_model(work: Path, ckpt: Path) -> Path:
+    """The checkpoint exported to ONNX (and verified against torch) for the c-onnx variants."""
+    from rsseg.export import export_onnx
+
+    path = work / "model.onnx"
+    print(f"exporting {ckpt} -> {path}", flush=True)
+    return export_onnx(ckpt, path)
+
+
+def measure(variant: str, scene: Path, models: dict[str, Path], out: Path, fast_tile: int) -> dict:
+    model = models[SPECS[variant][3]]
+    cmd = [sys.executable, __file__, "--run", variant, "--scene", str(scene), "--checkpoint", str(model),
            "--out", str(out), "--fast-tile", str(fast_tile)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode:
@@ -162,10 +201,10 @@ def measure(variant: str, scene: Path, ckpt: Path, out: Path, fast_tile: int) ->
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def compare(work: Path, scene: Path, variants: list[str], fast_tile: int) -> dict:
+def compare(work: Path, scene: Path, variants: list[str]) -> dict:
     import rasterio
 
-    from rsseg.infer import plan_grid, seam_score
+    from rsseg.infer import seam_score
 
     maps = {}
     for v in variants:
@@ -176,13 +215,16 @@ def compare(work: Path, scene: Path, variants: list[str], fast_tile: int) -> dic
     report = {}
     if "seed" in maps and "reference" in maps:
         report["b_vs_a_differing_pixels"] = int((maps["seed"] != maps["reference"]).sum())
-    if "fast" in maps and "reference" in maps:
-        report["c_vs_b_agreement"] = float((maps["fast"] == maps["reference"]).mean())
-    h, w = next(iter(maps.values())).shape
-    fast = plan_grid(h, w, "fast", 256, 224, fast_tile)
-    tiles = {"naive": (224, 224), "reference": (224, 224), "seed": (224, 224), "fast": (fast.keep_y, fast.keep_x)}
+    if "reference-low" in maps and "reference" in maps:
+        report["b-low_vs_b_differing_pixels"] = int((maps["reference-low"] != maps["reference"]).sum())
+    if "reference" in maps:
+        for v in ("fast", "fast-low", "fast-onnx", "fast-onnx-low"):
+            if v in maps:
+                report[f"{LETTER[v]}_vs_b_agreement"] = float((maps[v] == maps["reference"]).mean())
     for v, m in maps.items():
-        report[f"seam_{v}"] = round(seam_score(m, *tiles[v]).score, 3)
+        areas = work / v / f"{scene.stem}_areas.json"  # the kept tile size each rsseg run used
+        tile = json.loads(areas.read_text())["keep"] if areas.exists() else (224, 224)
+        report[f"seam_{v}"] = round(seam_score(m, *tile).score, 3)
     mask = scene.with_name(scene.stem + "_mask.tif")
     if mask.exists():
         with rasterio.open(mask) as ds:
@@ -191,7 +233,7 @@ def compare(work: Path, scene: Path, variants: list[str], fast_tile: int) -> dic
     return report
 
 
-def bench_scene(name: str, scene: Path, ckpt: Path, work: Path, variants: list[str], fast_tile: int,
+def bench_scene(name: str, scene: Path, models: dict[str, Path], work: Path, variants: list[str], fast_tile: int,
                 keep_outputs: bool = True) -> None:
     import shutil
 
@@ -203,15 +245,18 @@ def bench_scene(name: str, scene: Path, ckpt: Path, work: Path, variants: list[s
     print(f"\n== {name}: {scene.name}, {size} px ({mpix:.1f} Mpix), load {os.getloadavg()[0]:.1f}", flush=True)
     rows = {}
     for v in variants:
-        rows[v] = r = measure(v, scene, ckpt, work / name / v, fast_tile)
-        print(f"  {LETTER[v]} {v:<9} wall {r['wall']:8.1f} s  cpu {r['cpu']:8.1f} s  "
+        rows[v] = r = measure(v, scene, models, work / name / v, fast_tile)
+        torch_note = "" if r.get("torch", True) else ", torch never imported"
+        print(f"  {LETTER[v]:<10} {v:<13} wall {r['wall']:8.1f} s  cpu {r['cpu']:8.1f} s  "
               f"{mpix / r['wall']:6.3f} Mpix/s  peak RSS {r['peak_mb']:6.0f} MB "
-              f"(+{r['peak_mb'] - r['base_mb']:.0f} over the {r['base_mb']:.0f} MB after loading)", flush=True)
-    for a, b in (("seed", "fast"), ("fast", "bound"), ("seed", "reference"), ("reference", "fast")):
+              f"(+{r['peak_mb'] - r['base_mb']:.0f} over the {r['base_mb']:.0f} MB after loading{torch_note})",
+              flush=True)
+    for a, b in (("seed", "fast"), ("fast", "bound"), ("seed", "reference"), ("reference", "fast"),
+                 ("fast-low", "fast"), ("fast-onnx", "fast")):
         if a in rows and b in rows:
             print(f"  {LETTER[a]}/{LETTER[b]} ({a}/{b}): wall {rows[a]['wall'] / rows[b]['wall']:.2f}  "
                   f"cpu {rows[a]['cpu'] / rows[b]['cpu']:.2f}")
-    print("  " + json.dumps(compare(work / name, scene, variants, fast_tile)), flush=True)
+    print("  " + json.dumps(compare(work / name, scene, variants)), flush=True)
     if not keep_outputs:  # maps and blends of ../shared/data stay out of the project tree
         shutil.rmtree(work / name, ignore_errors=True)
 
@@ -235,7 +280,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2048 x 2048 scene, no real images")
     parser.add_argument("--scenes", default="synthetic,deepglobe,landsat8",
                         help="which of synthetic, deepglobe, landsat8 to run")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--fast-tile", type=int, default=1024)
     parser.add_argument("--scaling", action="store_true", help="also b and c on a 2048 x 2048 scene (memory vs size)")
     parser.add_argument("--run", choices=VARIANTS, help=argparse.SUPPRESS)
@@ -249,19 +295,25 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     ckpt = args.checkpoint or trained_checkpoint(args.work, args.epochs)
     variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in SPECS]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    models = {"torch": ckpt}
+    if any(SPECS[v][3] == "onnx" for v in variants):
+        models["onnx"] = onnx_model(args.work, ckpt)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; model {ckpt}")
     scenes = args.scenes.split(",")
     h, w = (2048, 2048) if args.quick else (6800, 7200)
     if "synthetic" in scenes:
         scene = synthetic_scene(args.work / f"synthetic_{w}x{h}.tif", h, w)
-        bench_scene(f"synthetic-{w}x{h}", scene, ckpt, args.work, variants, args.fast_tile)
+        bench_scene(f"synthetic-{w}x{h}", scene, models, args.work, variants, args.fast_tile)
     if args.scaling and not args.quick:
         small = synthetic_scene(args.work / "synthetic_2048x2048.tif", 2048, 2048)
-        bench_scene("synthetic-2048x2048", small, ckpt, args.work, ["reference", "fast"], args.fast_tile)
+        bench_scene("synthetic-2048x2048", small, models, args.work, ["reference", "fast"], args.fast_tile)
     if not args.quick:
         for name, path in real_scenes().items():
             if name in scenes:
-                bench_scene(name, path, ckpt, args.work, variants, args.fast_tile, keep_outputs=False)
+                bench_scene(name, path, models, args.work, variants, args.fast_tile, keep_outputs=False)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,46 @@ def reference_stitch(predictor: Predictor, image: np.ndarray) -> np.ndarray:
     return out[:h, :w]
 
 
+def seed_stitch(predictor: Predictor, image: np.ndarray) -> np.ndarray:
+    """The bench's seed procedure, written independently of ``rsseg.infer``: the whole scene
+    normalised and reflect-padded, then one window at a time (batch 1) through
+    ``Predictor.logits``, i.e. in the predictor's own layout and precision."""
+    win, keep = predictor.window, predictor.keep
+    m = (win - keep) // 2
+    x = predictor.select_and_normalize(image)
+    _, h, w = x.shape
+    nh, nw = math.ceil(h / keep), math.ceil(w / keep)
+    x = np.pad(x, ((0, 0), (m, nh * keep - h + m), (m, nw * keep - w + m)), mode="reflect")
+    out = np.zeros((h, w), dtype=np.uint8)
+    for i in range(nh):
+        for j in range(nw):
+            tile = np.ascontiguousarray(x[:, i * keep : i * keep + win, j * keep : j * keep + win])
+            pred = predictor.logits(torch.from_numpy(tile)[None])[0].argmax(0)[m : m + keep, m : m + keep]
+            hh, ww = min(keep, h - i * keep), min(keep, w - j * keep)
+            out[i * keep : i * keep + hh, j * keep : j * keep + ww] = pred[:hh, :ww].numpy()
+    return out
+
+
+def bit_classes(logits: torch.Tensor, k: int = K) -> torch.Tensor:
+    """One-hot scores (B, k, h, w) of a class drawn from the low bits of float32 ``logits``:
+    a change of one unit in the last place of any logit changes the class, so equal maps
+    mean bitwise equal logits (an argmax alone hides nearly all rounding differences)."""
+    v = logits.float().contiguous().view(torch.int32).to(torch.int64).sum(dim=1)
+    idx = (v ^ (v >> 3) ^ (v >> 7)) % k
+    return torch.nn.functional.one_hot(idx, k).permute(0, 3, 1, 2).float()
+
+
+class BitClasses(nn.Module):
+    """A network followed by ``bit_classes``."""
+
+    def __init__(self, net: nn.Module, k: int = K) -> None:
+        super().__init__()
+        self.net, self.k = net, k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return bit_classes(self.net(x), self.k)
+
+
 def whole_scene(predictor: Predictor, image: np.ndarray, pad: int = 8) -> np.ndarray:
     """One forward pass over the reflect-padded scene: what seamless tiling must give."""
     x = np.pad(predictor.select_and_normalize(image), ((0, 0), (pad, pad), (pad, pad)), mode="reflect")

@@ -6,10 +6,14 @@ import numpy as np
 import pytest
 import torch
 from infer_helpers import (
+    CLASSES,
+    BitClasses,
     K,
+    bit_classes,
     make_predictor,
     random_image,
     reference_stitch,
+    seed_stitch,
     whole_scene,
     write_geotiff,
 )
@@ -26,6 +30,8 @@ from rsseg.infer import (
 from rsseg.infer.reader import ArraySource, StripReader
 from rsseg.infer.stitch import ramp
 from rsseg.infer.windows import balanced_tile
+from rsseg.models.unet import UNet
+from rsseg.predictor import Predictor
 
 
 @pytest.mark.parametrize("shape", [(300, 517), (224, 448), (50, 70), (448, 224), (225, 1)])
@@ -41,6 +47,42 @@ def test_reference_matches_straightforward_stitching(shape):
     assert got.max() < K
     if min(shape) > 1:
         assert len(np.unique(got)) > 1  # the comparison is not trivially all one class
+
+
+def test_bit_classes_see_one_unit_in_the_last_place():
+    z = torch.randn(2, 5, 40, 40, generator=torch.Generator().manual_seed(0))
+    bumped = z.clone()
+    bumped[:, 3] = torch.nextafter(z[:, 3], torch.tensor(float("inf")))
+    a, b = bit_classes(z).argmax(1), bit_classes(bumped).argmax(1)
+    assert (a != b).float().mean() > 0.9
+    assert len(torch.unique(a)) == K
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_reference_is_bitwise_the_seed_procedure_as_benchmarked(threads):
+    """``make bench-infer``'s (a) against (b): the demo's U-Net in fp32 and channels_last (what
+    ``load_predictor`` picks on a CPU) at the checkpoint's batch 8, against the seed's per-patch
+    loop at batch 1 in the same layout. ``BitClasses`` makes classes of the logits' last bits,
+    so equal maps mean bitwise-equal logits at every kept pixel, not just equal argmaxes.
+    The layout matters (fp32 NCHW and channels_last round differently: 1 pixel of 49 M
+    differed when the bench's seed ran NCHW); the batch size does not (nor ``low_memory``'s
+    batch 4, nor batch 1, which is the per-patch arithmetic by construction)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        predictor = Predictor(model=BitClasses(UNet(3, K, base_width=16, depth=4)), classes=CLASSES,
+                              mean=[100.0, 110.0, 120.0], std=[50.0] * 3, window=256, keep=224,
+                              batch_size=8, precision="32", channels_last=True)
+        image = random_image(200, 1800)  # one strip of 9 windows: batches of 8 and 1
+        seed = seed_stitch(predictor, image)
+        assert np.bincount(seed.ravel(), minlength=K).min() > 0.2 * seed.size / K
+        np.testing.assert_array_equal(border_corrected_predict(predictor, image), seed)
+        if threads == 1:
+            for options in ({"low_memory": True}, {"batch_size": 1}):
+                np.testing.assert_array_equal(border_corrected_predict(predictor, image, **options), seed)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_streamed_file_equals_straightforward_stitching(tmp_path):
@@ -81,6 +123,26 @@ def test_fast_grid_is_balanced():
     assert plan_grid(10, 10, "naive", 256, 224).margin == 0
     with pytest.raises(RsSegError, match="unknown prediction mode"):
         plan_grid(10, 10, "quick", 256, 224)
+
+
+def test_low_memory_caps_the_pixels_of_a_forward_pass():
+    from rsseg.infer import PredictOptions
+    from rsseg.infer.engine import batch_size_for
+    from rsseg.infer.options import LOW_MEMORY_PIXELS
+
+    predictor = make_predictor(batch_size=8)
+    for mode, full, low in (("reference", 8, 4), ("fast", 1, 1)):
+        opts = PredictOptions(mode=mode, low_memory=True)
+        grid = opts.grid(predictor, 6800, 7200)
+        batch = batch_size_for(opts.configure(predictor), grid)
+        assert batch == low and batch * grid.win_y * grid.win_x <= LOW_MEMORY_PIXELS
+        default = PredictOptions(mode=mode)
+        assert batch_size_for(default.configure(predictor), default.grid(predictor, 6800, 7200)) == full
+    fast = PredictOptions(mode="fast", low_memory=True).grid(predictor, 6800, 7200)
+    assert (fast.keep_y, fast.keep_x, fast.margin) == (464, 480, 16)
+    image = random_image(130, 150)  # maps: reference unchanged, fast as with a smaller tile
+    np.testing.assert_array_equal(border_corrected_predict(predictor, image, low_memory=True),
+                                  border_corrected_predict(predictor, image))
 
 
 def test_window_equals_keep():
@@ -183,3 +245,41 @@ def test_model_must_keep_the_input_size():
     p.model = Shrinks()
     with pytest.raises(RsSegError, match="keep the input size"):
         border_corrected_predict(p, random_image(30, 30))
+
+
+class NumpyModel:
+    """A numpy model (``takes_numpy``), as onnxruntime is, computing the torch net's logits."""
+
+    takes_numpy = True
+
+    def __init__(self, net: nn.Module) -> None:
+        self.net = net
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.net(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+
+
+@pytest.mark.parametrize("options", [{}, {"mode": "fast", "fast_tile": 64}, {"tta": True},
+                                     {"mode": "fast", "fast_tile": 64, "blend": "cosine"}])
+def test_numpy_models_run_without_torch_ops_and_agree(options, tmp_path):
+    """A numpy model (the ONNX engine's kind) takes the numpy path (softmax, argmax, D4 in
+    numpy, so torch need not be imported) and gives the torch path's maps."""
+    import rasterio
+
+    torch_p = make_predictor(window=64, keep=48, batch_size=3)
+    numpy_p = make_predictor(window=64, keep=48, batch_size=3)
+    numpy_p.model = NumpyModel(torch_p.model)
+    assert numpy_p.numpy_native and not torch_p.numpy_native
+    image = random_image(130, 150)
+    a = border_corrected_predict(torch_p, image, **options)
+    b = border_corrected_predict(numpy_p, image, **options)
+    np.testing.assert_array_equal(a, b)
+    assert len(np.unique(a)) > 1
+    src = write_geotiff(tmp_path / "s.tif", image)
+    maps = {}
+    for name, p in (("torch", torch_p), ("numpy", numpy_p)):
+        paths = predict_file(p, src, tmp_path / name, probabilities=True, **options)
+        with rasterio.open(paths["probabilities"]) as ds:
+            maps[name] = ds.read().astype(int)
+    assert np.abs(maps["torch"] - maps["numpy"]).max() <= 1  # softmax rounding only

@@ -1,14 +1,21 @@
-"""A trained model packaged with everything needed to turn raw pixels into class indices."""
+"""A trained model packaged with everything needed to turn raw pixels into class indices.
+
+torch is imported only for torch models: a ``Predictor`` around a numpy model (the
+onnxruntime engine, ``rsseg.onnx_engine``) runs without it, so ``rsseg predict model.onnx``
+never pays the ~0.55 GB of resident memory that ``import torch`` costs with the CUDA wheel.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 
 from rsseg.classes import ClassTable
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 
 @dataclass
@@ -18,9 +25,14 @@ class Predictor:
     ``mean``/``std`` are per selected band, in the raw pixel units of the input files
     (0-255 for 8-bit imagery), so the same numbers work for any data type.
     ``bands`` are 0-based indices into the input file's bands; ``None`` keeps all of them.
+
+    ``model`` is a ``torch.nn.Module`` or a *numpy model*: a callable with a true
+    ``takes_numpy`` attribute mapping float32 (B, C, h, w) arrays to float32 logits
+    (B, K, h, w), such as ``rsseg.onnx_engine.OrtModule``. ``device`` is a ``torch.device``
+    (or its name) for torch models; numpy models run where they run.
     """
 
-    model: torch.nn.Module
+    model: Any
     classes: ClassTable
     mean: list[float]
     std: list[float]
@@ -30,14 +42,24 @@ class Predictor:
     batch_size: int = 8
     precision: Literal["bf16", "32"] = "bf16"
     channels_last: bool = True
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    device: Any = "cpu"
     #: the run's ``rsseg.config.Config`` when loaded from a checkpoint (data, model, infer...)
     config: Any = None
 
     def __post_init__(self) -> None:
+        if self.numpy_native:
+            return
+        import torch
+
+        self.device = torch.device(self.device)
         self.model.eval().to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+
+    @property
+    def numpy_native(self) -> bool:
+        """True when the model takes and returns numpy arrays (no torch needed)."""
+        return bool(getattr(self.model, "takes_numpy", False))
 
     @property
     def in_channels(self) -> int:
@@ -51,14 +73,29 @@ class Predictor:
         std = np.asarray(self.std, dtype=np.float32)[:, None, None]
         return (image.astype(np.float32) - mean) / std
 
-    @torch.inference_mode()
-    def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """Normalised (B, C, h, w) float input -> float32 logits (B, K, h, w)."""
-        batch = batch.to(self.device)
-        if self.channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(
-            device_type=self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
-        ):
-            out = self.model(batch)
-        return out.float()
+    def logits(self, batch: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """Normalised (B, C, h, w) float input -> float32 logits (B, K, h, w).
+
+        A torch model returns a tensor (a numpy input is wrapped first); a numpy model
+        returns an array for an array and a tensor for a tensor.
+        """
+        if self.numpy_native:
+            if isinstance(batch, np.ndarray):
+                return np.asarray(self.model(batch), dtype=np.float32)
+            import torch  # the caller passed a tensor, so torch is loaded already
+
+            arr = batch.detach().to("cpu", torch.float32).numpy()
+            return torch.from_numpy(np.asarray(self.model(arr), dtype=np.float32)).to(batch.device)
+        import torch
+
+        if isinstance(batch, np.ndarray):
+            batch = torch.from_numpy(batch)
+        with torch.inference_mode():
+            batch = batch.to(self.device)
+            if self.channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(
+                device_type=self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
+            ):
+                out = self.model(batch)
+            return out.float()

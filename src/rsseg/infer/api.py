@@ -96,16 +96,16 @@ def predict_files(
 
     ``model`` is a ``Predictor`` or a path loaded with ``engine`` (auto, torch, onnx); Dask
     workers load a path once each.
-    ``threads``: torch threads per process (default: all cores here, cores / workers on a
-    LocalCluster). oneDNN rounds differently with different thread counts, so outputs are
-    byte-identical between runs with the same ``threads``.
+    ``threads``: torch (or onnxruntime) threads per process (default: all cores here, cores /
+    workers on a LocalCluster). oneDNN rounds differently with different thread counts, so
+    outputs are byte-identical between runs with the same ``threads``.
     """
     if workers < 0 or (threads is not None and threads < 1):
         raise RsSegError(f"workers must be >= 0 and threads >= 1, got {workers} and {threads}")
     opts = dataclasses.replace(options or PredictOptions(), **overrides)
     inputs = _check_inputs(inputs)
     distributed = workers > 0 or scheduler is not None
-    predictor = _local_predictor(model, distributed, engine)
+    predictor = _local_predictor(model, distributed, engine, threads)
     opts.check(predictor)
     out_dir = ensure_writable_dir(Path(out_dir))
     totals = [count_scene_windows(p, predictor, opts) for p in inputs]
@@ -115,7 +115,7 @@ def predict_files(
             results = run_on_dask(model, inputs, out_dir, opts, workers=workers, scheduler=scheduler,
                                   threads=threads, engine=engine, report=report)
         else:
-            with _torch_threads(threads):
+            with _torch_threads(predictor, threads):
                 results = [_run_one(predictor, p, out_dir, opts, report) for p in inputs]
     for r in results:
         for w in r.warnings:
@@ -125,17 +125,23 @@ def predict_files(
     return results
 
 
-def _local_predictor(model: Predictor | str | Path, distributed: bool, engine: str) -> Predictor:
+def _local_predictor(model: Predictor | str | Path, distributed: bool, engine: str,
+                     threads: int | None = None) -> Predictor:
     """The predictor used for checks (and the local run): loaded here from a path."""
     if isinstance(model, Predictor):
         return model
     from rsseg.infer.loading import load_model
 
-    return load_model(Path(model), device="cpu" if distributed else None, engine=engine)
+    return load_model(Path(model), device="cpu" if distributed else None, engine=engine, threads=threads)
 
 
 @contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
+def _torch_threads(predictor: Predictor, threads: int | None) -> Iterator[None]:
+    """torch's thread count for the run (a numpy model, e.g. onnxruntime, got its threads
+    when it was loaded, and torch is not imported for it)."""
+    if predictor.numpy_native:
+        yield
+        return
     import torch
 
     before = torch.get_num_threads()

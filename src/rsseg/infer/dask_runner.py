@@ -2,10 +2,10 @@
 
 A worker plugin loads the model once when each worker starts (from the checkpoint path,
 which every worker must be able to read, or from a pickled ``Predictor``) and pins torch's
-thread count so ``N`` workers share the cores instead of oversubscribing them. Workers
-write their outputs straight into ``out_dir`` (a shared file system on a real cluster) with
-the same code as a local run, so the files are byte-identical. Progress comes back as Dask
-events, so the client shows one bar over all scenes.
+(or onnxruntime's) thread count so ``N`` workers share the cores instead of oversubscribing
+them. Workers write their outputs straight into ``out_dir`` (a shared file system on a real
+cluster) with the same code as a local run, so the files are byte-identical. Progress comes
+back as Dask events, so the client shows one bar over all scenes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import distributed
-import torch
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from rsseg.errors import RsSegError
@@ -37,10 +36,13 @@ class PredictorPlugin(WorkerPlugin):
         self.predictor: Predictor | None = None
 
     def setup(self, worker: object) -> None:
-        if self.threads:
-            torch.set_num_threads(self.threads)
         m = self.model
-        self.predictor = m if isinstance(m, Predictor) else load_model(Path(m), engine=self.engine)
+        self.predictor = p = m if isinstance(m, Predictor) else load_model(Path(m), engine=self.engine,
+                                                                            threads=self.threads)
+        if self.threads and not p.numpy_native:  # an onnxruntime worker never imports torch
+            import torch
+
+            torch.set_num_threads(self.threads)
 
     def teardown(self, worker: object) -> None:
         self.predictor = None

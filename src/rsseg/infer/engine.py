@@ -1,15 +1,18 @@
 """Model calls on batches of windows: logits, optional D4 test-time augmentation.
 
 Only ``Predictor.select_and_normalize`` and ``Predictor.logits`` are used, so any engine
-behind a ``Predictor`` (torch, onnxruntime) runs here unchanged.
+behind a ``Predictor`` (torch, onnxruntime) runs here unchanged. The array operations
+around the model (softmax, argmax, D4 transforms) run in torch for torch models, as they
+always did, and in numpy for numpy models (``Predictor.numpy_native``), so the onnxruntime
+engine never imports torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
-import torch
 
 from rsseg.errors import RsSegError
 from rsseg.infer.reader import Strip
@@ -18,6 +21,78 @@ from rsseg.predictor import Predictor
 
 #: The 8 symmetries of the square: (quarter turns, horizontal flip first).
 D4 = tuple((k, flip) for flip in (False, True) for k in range(4))
+
+
+class NumpyOps:
+    """Window-map operations on numpy arrays (B, K, h, w), for numpy models."""
+
+    @staticmethod
+    def tensor(x: np.ndarray) -> np.ndarray:
+        return x
+
+    @staticmethod
+    def softmax(x: np.ndarray) -> np.ndarray:
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        e /= e.sum(axis=1, keepdims=True)
+        return e
+
+    @staticmethod
+    def classes(x: np.ndarray) -> np.ndarray:
+        """(B, K, h, w) scores -> (B, h, w) uint8 index of the first maximum (as argmax)."""
+        best = x[:, 0].copy()
+        out = np.zeros(best.shape, dtype=np.uint8)
+        for k in range(1, x.shape[1]):
+            better = x[:, k] > best
+            out[better] = k
+            np.maximum(best, x[:, k], out=best)
+        if np.isnan(x).any():  # rare: argmax semantics (the first NaN wins) for those pixels
+            nan = np.isnan(x).any(axis=1)
+            out[nan] = np.argmax(x, axis=1)[nan]
+        return out
+
+    @staticmethod
+    def rot90(x: np.ndarray, k: int) -> np.ndarray:
+        return np.rot90(x, k, axes=(2, 3))
+
+    @staticmethod
+    def flip(x: np.ndarray) -> np.ndarray:
+        return np.flip(x, axis=3)
+
+    @staticmethod
+    def numpy(x: np.ndarray) -> np.ndarray:
+        return np.asarray(x)
+
+
+class TorchOps:
+    """The same operations in torch (on the model's device), for torch models."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.torch = torch
+
+    def tensor(self, x: np.ndarray) -> Any:
+        return self.torch.from_numpy(x)
+
+    def softmax(self, x: Any) -> Any:
+        return self.torch.softmax(x, dim=1)
+
+    def classes(self, x: Any) -> np.ndarray:
+        return x.argmax(dim=1).to(self.torch.uint8).cpu().numpy()
+
+    def rot90(self, x: Any, k: int) -> Any:
+        return self.torch.rot90(x, k, dims=(2, 3))
+
+    def flip(self, x: Any) -> Any:
+        return self.torch.flip(x, dims=(3,))
+
+    @staticmethod
+    def numpy(x: Any) -> np.ndarray:
+        return x.cpu().numpy()
+
+
+def ops_for(predictor: Predictor) -> NumpyOps | TorchOps:
+    return NumpyOps() if predictor.numpy_native else TorchOps()
 
 
 def batch_size_for(predictor: Predictor, grid: Grid) -> int:
@@ -49,18 +124,19 @@ class WindowEngine:
     def __init__(self, predictor: Predictor, grid: Grid, *, tta: bool = False) -> None:
         self.predictor, self.grid, self.tta = predictor, grid, tta
         self.batch = batch_size_for(predictor, grid)
+        self.ops = ops_for(predictor)
 
-    def batches(self, strip: Strip) -> Iterator[tuple[list[int], torch.Tensor]]:
-        """(window column indices, normalised (B, C, win_y, win_x) tensor) per batch."""
+    def batches(self, strip: Strip) -> Iterator[tuple[list[int], Any]]:
+        """(window column indices, normalised (B, C, win_y, win_x) tensor or array) per batch."""
         p = self.predictor
         for start in range(0, self.grid.cols, self.batch):
             cols = list(range(start, min(self.grid.cols, start + self.batch)))
             x = np.stack([p.select_and_normalize(strip.window(j)) for j in cols])
             if np.issubdtype(strip.data.dtype, np.floating):  # NaN would spread over the window
                 np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-            yield cols, torch.from_numpy(x)
+            yield cols, self.ops.tensor(x)
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: Any) -> Any:
         out = self.predictor.logits(x)
         if tuple(out.shape[-2:]) != tuple(x.shape[-2:]):
             raise RsSegError(
@@ -69,20 +145,21 @@ class WindowEngine:
             )
         return out
 
-    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+    def probabilities(self, x: Any) -> Any:
         """Softmax of the logits, averaged over the 8 D4 transforms when ``tta``."""
+        ops = self.ops
         if not self.tta:
-            return torch.softmax(self.logits(x), dim=1)
+            return ops.softmax(self.logits(x))
         total = None
         for k, flip in D4:
-            t = torch.flip(x, dims=(3,)) if flip else x
-            y = torch.softmax(self.logits(torch.rot90(t, k, dims=(2, 3))), dim=1)
-            y = torch.rot90(y, -k, dims=(2, 3))
-            y = torch.flip(y, dims=(3,)) if flip else y
+            t = ops.flip(x) if flip else x
+            y = ops.softmax(self.logits(ops.rot90(t, k)))
+            y = ops.rot90(y, -k)
+            y = ops.flip(y) if flip else y
             total = y if total is None else total + y
         return total / len(D4)
 
-    def crop(self, t: torch.Tensor) -> torch.Tensor:
+    def crop(self, t: Any) -> Any:
         """The kept centre of per-window maps (..., win_y, win_x)."""
         m, g = self.grid.margin, self.grid
         return t[..., m : m + g.keep_y, m : m + g.keep_x]

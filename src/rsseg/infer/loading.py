@@ -1,22 +1,24 @@
 """Loading a model by path with either engine (torch checkpoint, ONNX file): what Dask
-workers do once each, and what ``predict_files`` does when given a path."""
+workers do once each, and what ``predict_files`` does when given a path. An ``.onnx`` file
+is loaded without importing torch."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from rsseg.predictor import Predictor
 
 
-def load_model(path: Path, device: str | None = None, engine: str = "auto") -> Predictor:
-    """``engine``: ``auto`` (by suffix: ``.onnx`` -> onnxruntime), ``torch`` or ``onnx``."""
-    dev = torch.device(device) if device else None
+def load_model(path: Path, device: str | None = None, engine: str = "auto",
+               threads: int | None = None) -> Predictor:
+    """``engine``: ``auto`` (by suffix: ``.onnx`` -> onnxruntime), ``torch`` or ``onnx``;
+    ``threads``: onnxruntime's intra-op threads (torch models follow torch's setting)."""
     try:
         from rsseg.onnx_engine import predictor_for
     except ImportError:  # pragma: no cover - a build without the ONNX engine
+        import torch
+
         from rsseg.checkpoint import load_predictor
 
-        return load_predictor(Path(path), device=dev)
-    return predictor_for(Path(path), engine, dev)  # type: ignore[arg-type]
+        return load_predictor(Path(path), device=torch.device(device) if device else None)
+    return predictor_for(Path(path), engine, device, threads=threads)  # type: ignore[arg-type]

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsseg.errors import RsSegError
-from rsseg.infer.fuse import fold_batchnorm
 from rsseg.infer.outputs import MAX_PREVIEW
 from rsseg.infer.stitch import BLENDS
-from rsseg.infer.windows import DEFAULT_FAST_TILE, MODES, Grid, check_border, plan_grid
+from rsseg.infer.windows import (
+    DEFAULT_FAST_TILE,
+    FAST_MULTIPLE,
+    MODES,
+    Grid,
+    check_border,
+    plan_grid,
+)
 from rsseg.predictor import Predictor
+
+#: Pixels per forward pass with ``low_memory``: 4 windows of 256 px, or one of 512 px. The demo
+#: U-Net's activations take about 0.5 kB a pixel (torch or onnxruntime), so about 130 MB.
+LOW_MEMORY_PIXELS = 4 * 256 * 256
 
 
 @dataclass(frozen=True)
@@ -21,6 +32,11 @@ class PredictOptions:
 
     ``window``/``keep``/``batch_size`` override the checkpoint's ``infer`` section; the
     ``fast`` mode keeps the same margin around tiles of at most ``fast_tile`` px.
+
+    ``low_memory``: forward passes of at most ``LOW_MEMORY_PIXELS`` (batches of at most 4
+    windows of 256 px, ``fast`` tiles of at most 480 px): the model's activations are most
+    of the memory above the model itself (see the README). ``reference`` maps do not change;
+    ``fast`` maps change as with a smaller ``fast_tile``.
     """
 
     mode: str = "reference"
@@ -33,15 +49,20 @@ class PredictOptions:
     keep: int | None = None
     batch_size: int | None = None
     skip_existing: bool = False
+    low_memory: bool = False
 
     def configure(self, predictor: Predictor) -> Predictor:
-        """A shallow copy of ``predictor`` with the overrides applied; in ``fast`` mode its
+        """A shallow copy of ``predictor`` with the overrides applied; in ``fast`` mode a torch
         model has BatchNorm folded into the convolutions (``rsseg.infer.fuse``)."""
         p = copy.copy(predictor)
         p.window = self.window or predictor.window
         p.keep = self.keep or predictor.keep
         p.batch_size = self.batch_size or predictor.batch_size
-        if self.mode == "fast":
+        if self.low_memory:
+            p.batch_size = max(1, min(p.batch_size, LOW_MEMORY_PIXELS // p.window**2))
+        if self.mode == "fast" and not predictor.numpy_native:  # onnxruntime fuses BatchNorm itself
+            from rsseg.infer.fuse import fold_batchnorm
+
             p.model = fold_batchnorm(predictor.model)
         return p
 
@@ -63,7 +84,11 @@ class PredictOptions:
 
     def grid(self, predictor: Predictor, h: int, w: int) -> Grid:
         p = self.configure(predictor)
-        return plan_grid(h, w, self.mode, p.window, p.keep, self.fast_tile)
+        tile = self.fast_tile
+        if self.low_memory:  # windows (tile + 2 margins) of at most LOW_MEMORY_PIXELS
+            margin = check_border(p.window, p.keep)
+            tile = min(tile, max(FAST_MULTIPLE, math.isqrt(LOW_MEMORY_PIXELS) - 2 * margin))
+        return plan_grid(h, w, self.mode, p.window, p.keep, tile)
 
     def tags(self, predictor: Predictor) -> dict[str, str]:
         """How the map was made, stored in the GeoTIFF and the area JSON."""

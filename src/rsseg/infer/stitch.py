@@ -10,12 +10,13 @@ has added its share. Both yield ``(y0, y1, classes, probabilities)`` for scene r
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
-import torch
 
-from rsseg.infer.engine import WindowEngine
+from rsseg.infer.engine import TorchOps, WindowEngine
 from rsseg.infer.reader import Strip
+from rsseg.infer.writers import probability_bytes
 
 BLENDS = ("linear", "cosine")
 Rows = tuple[int, int, np.ndarray, np.ndarray | None]
@@ -34,19 +35,27 @@ def ramp(n: int, overlap: int, kind: str) -> np.ndarray:
 
 
 class HardStitcher:
-    """Border Correction: class indices of each window's kept centre, side by side."""
+    """Border Correction: class indices of each window's kept centre, side by side.
 
-    def __init__(self, engine: WindowEngine, *, probabilities: bool = False) -> None:
-        self.engine, self.want_probs = engine, probabilities
+    ``probabilities``: also the kept softmax, float32 or, with ``scaled``, already as the
+    uint8 the probability GeoTIFF stores (``writers.probability_bytes``): a strip of float32
+    probabilities of a 7200 px wide scene in ``fast`` mode is 200 MB, its bytes 50 MB.
+    """
 
-    def _predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Kept (B, keep_y, keep_x) classes and, when wanted, (B, K, ...) probabilities."""
-        e = self.engine
+    def __init__(self, engine: WindowEngine, *, probabilities: bool = False, scaled: bool = False) -> None:
+        self.engine, self.want_probs, self.scaled = engine, probabilities, scaled
+        if type(self)._predict is not HardStitcher._predict and engine.predictor.numpy_native:
+            # a subclass written against torch tensors (``rsseg.explain``): give it tensors
+            engine.ops = TorchOps()
+
+    def _predict(self, x: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Kept (B, keep_y, keep_x) uint8 classes and, when wanted, (B, K, ...) probabilities."""
+        e, ops = self.engine, self.engine.ops
         if e.tta:
             p = e.crop(e.probabilities(x))
-            return p.argmax(dim=1), p
+            return ops.classes(p), (ops.numpy(p) if self.want_probs else None)
         logits = e.crop(e.logits(x))
-        return logits.argmax(dim=1), (torch.softmax(logits, dim=1) if self.want_probs else None)
+        return ops.classes(logits), (ops.numpy(ops.softmax(logits)) if self.want_probs else None)
 
     def add(self, i: int, strip: Strip) -> Iterator[Rows]:
         g = self.engine.grid
@@ -54,16 +63,25 @@ class HardStitcher:
         probs = None
         for cols, x in self.engine.batches(strip):
             cls, p = self._predict(x)
-            cls = cls.to(torch.uint8).cpu().numpy()
-            if self.want_probs and probs is None:
-                probs = np.empty((p.shape[1], g.keep_y, g.cols * g.keep_x), np.float32)
+            cls = _as_numpy(cls)
+            if self.want_probs:
+                p = _as_numpy(p)
+                if probs is None:
+                    dtype = np.uint8 if self.scaled else np.float32
+                    probs = np.empty((p.shape[1], g.keep_y, g.cols * g.keep_x), dtype)
             for k, j in enumerate(cols):
                 classes[:, j * g.keep_x : (j + 1) * g.keep_x] = cls[k]
                 if self.want_probs:
-                    probs[:, :, j * g.keep_x : (j + 1) * g.keep_x] = p[k].cpu().numpy()
+                    pk = probability_bytes(p[k]) if self.scaled else p[k]
+                    probs[:, :, j * g.keep_x : (j + 1) * g.keep_x] = pk
         y0, y1 = g.kept_rows(i)
         n, w = y1 - y0, g.w
         yield y0, y1, classes[:n, :w], (probs[:, :n, :w] if self.want_probs else None)
+
+
+def _as_numpy(x: Any) -> np.ndarray:
+    """A numpy array of an array or a (CPU or GPU) torch tensor."""
+    return x if isinstance(x, np.ndarray) else x.cpu().numpy()
 
 
 class Blender:
@@ -84,7 +102,7 @@ class Blender:
         g, e, o = self.engine.grid, self.engine, self.o
         lo, hi = g.margin - o, g.margin + g.keep_y + o
         for cols, x in e.batches(strip):
-            p = e.probabilities(x)[:, :, lo:hi, g.margin - o : g.margin + g.keep_x + o].cpu().numpy()
+            p = e.ops.numpy(e.probabilities(x)[:, :, lo:hi, g.margin - o : g.margin + g.keep_x + o])
             if self.acc is None:
                 self.acc = np.zeros((p.shape[1], self.rows, self.width), np.float32)
             weight = self.wy[:, None] * self.wx[None, :]

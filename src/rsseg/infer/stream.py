@@ -49,10 +49,11 @@ def run_grid(
     progress: Callable[[int], None] | None = None,
 ) -> None:
     """Predict ``source`` on ``grid``; ``emit(y0, y1, classes, probs, raw)`` gets the
-    finished rows ``[y0, y1)`` in order (nodata pixels already set to 255)."""
+    finished rows ``[y0, y1)`` in order (nodata pixels already set to 255; ``probs``, when
+    asked for, as float or as ``writers.probability_bytes``)."""
     engine = WindowEngine(predictor, grid, tta=options.tta)
     stitcher = (Blender(engine, options.blend) if options.blend
-                else HardStitcher(engine, probabilities=options.probabilities))
+                else HardStitcher(engine, probabilities=options.probabilities, scaled=True))
     reader = StripReader(source, grid)
     nodata = source.info.nodata
     for i in range(grid.rows):

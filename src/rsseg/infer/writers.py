@@ -137,8 +137,14 @@ def probability_writer(tmp: Path, final: Path, info: SceneInfo, classes: ClassTa
     return w
 
 
+def probability_bytes(probs: np.ndarray) -> np.ndarray:
+    """Float probabilities -> the stored uint8, ``round(254 p)``."""
+    return np.rint(np.clip(probs, 0.0, 1.0) * PROB_SCALE).astype(np.uint8)
+
+
 def scale_probabilities(probs: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """(K, n, w) float probabilities -> uint8, nodata where the class map is nodata."""
-    out = np.rint(np.clip(probs, 0.0, 1.0) * PROB_SCALE).astype(np.uint8)
+    """(K, n, w) float probabilities (or their ``probability_bytes``) -> uint8, nodata where
+    the class map is nodata."""
+    out = probs.copy() if probs.dtype == np.uint8 else probability_bytes(probs)
     out[:, classes == IGNORE_INDEX] = IGNORE_INDEX
     return out
