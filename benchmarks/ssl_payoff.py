@@ -76,6 +76,9 @@ def finetune(args: argparse.Namespace, name: str, pretrained: str | None, minute
     from rsseg.evaluate import evaluate
     from rsseg.train import train
 
+    done = _finished(args.out / "runs" / name)
+    if done is not None:  # an interrupted benchmark resumes: finished arms are not retrained
+        return done
     raw = base_config(args, name)
     raw["model"]["pretrained"] = pretrained
     raw["train"].update(max_minutes=minutes, freeze_encoder=frozen)
@@ -85,6 +88,21 @@ def finetune(args: argparse.Namespace, name: str, pretrained: str | None, minute
     result = evaluate(run.best_checkpoint, split="test", progress=args.progress)
     return {"miou": result.metrics["miou"], "minutes": run.seconds / 60, "epochs": run.epochs,
             "run": str(run.run_dir)}
+
+
+def _finished(run_dir: Path) -> dict | None:
+    """The row of a fine-tuning run that was trained and evaluated before (None if not)."""
+    timings, metrics = run_dir / "timings.json", run_dir / "eval-test" / "metrics.json"
+    if not (timings.exists() and metrics.exists()):
+        return None
+    seconds = json.loads(timings.read_text())
+    if "evaluate test" not in seconds:
+        return None
+    from rsseg.checkpoint import read_checkpoint
+
+    epoch = read_checkpoint(run_dir / "checkpoints" / "last.ckpt").get("epoch")
+    return {"miou": json.loads(metrics.read_text())["miou"], "minutes": seconds["train"] / 60,
+            "epochs": epoch, "run": str(run_dir), "resumed": True}
 
 
 def linear_probe(args: argparse.Namespace, weights: str) -> dict:

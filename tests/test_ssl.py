@@ -217,6 +217,18 @@ def test_probe_trains_a_linear_head_and_reports_miou(tiny_ssl, tmp_path):
     assert last.weights is None and last.stages == [2]
 
 
+def test_probe_budget_ends_every_epoch_not_just_the_current_one(tiny_ssl, monkeypatch):
+    """A spent budget with a huge epoch count: no more batches are drawn once time is up."""
+    import rsseg.ssl.probe as probe_module
+
+    cfg, _, _ = tiny_ssl
+    drawn = []
+    original = probe_module.DataLoader.__iter__
+    monkeypatch.setattr(probe_module.DataLoader, "__iter__", lambda self: drawn.append(1) or original(self))
+    out = probe("none", cfg, epochs=10_000, max_minutes=1e-9, progress=False)  # spent at once
+    assert out.steps == 0 and len(drawn) <= 1  # not one loader pass per remaining epoch
+
+
 # --------------------------------------------------------------------------- same ground
 
 

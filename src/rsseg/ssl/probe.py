@@ -164,6 +164,8 @@ def probe(
         task = bar.add_task("train", total=epochs * len(loader))
         head.train()
         for _ in range(epochs):
+            if deadline is not None and time.perf_counter() > deadline:
+                break  # the budget ends the whole loop, not just this epoch
             for images, masks in loader:
                 if deadline is not None and time.perf_counter() > deadline:
                     break
