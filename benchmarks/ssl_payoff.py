@@ -212,9 +212,10 @@ def main() -> None:
         rows.append(run_arm(args, arm))
         print(table(rows, args), flush=True)
     text = f"{table(rows, args)}\n\n`{command}` ({(time.perf_counter() - start) / 60:.1f} min in all)\n"
+    title = f"# Self-supervised pretraining payoff ({args.data}, test split)\n\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps({"command": command, "rows": rows}, indent=2))
-    (args.out / "results.md").write_text(text)
+    (args.out / "results.md").write_text(title + text)
     print(text)
 
 
