@@ -94,6 +94,9 @@ class Config(Section):
     def _time_schedule_needs_budget(self) -> Config:
         if self.optim.scheduler == "poly" and self.optim.interval == "time" and not self.train.max_minutes:
             raise ValueError("optim.interval 'time' decays the LR over train.max_minutes: set it")
+        split = self.data.split
+        if split is not None and split.val == [] and self.train.early_stopping is not None:
+            raise ValueError("train.early_stopping watches validation mIoU, but data.split.val is empty")
         return self
 
     def to_yaml(self) -> str:
