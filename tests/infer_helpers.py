@@ -67,14 +67,21 @@ def make_predictor(window=256, keep=224, batch_size=4, mean=(100.0, 110.0, 120.0
     )
 
 
-def reference_stitch(predictor: Predictor, image: np.ndarray) -> np.ndarray:
-    """Straightforward Border Correction: whole scene padded, one window at a time."""
+def _padded_scene(predictor: Predictor, image: np.ndarray):
+    """Margin, the whole normalised scene reflect-padded to whole kept tiles, its size, tiles."""
     win, keep = predictor.window, predictor.keep
     m = (win - keep) // 2
     x = predictor.select_and_normalize(image)
     _, h, w = x.shape
     nh, nw = math.ceil(h / keep), math.ceil(w / keep)
     x = np.pad(x, ((0, 0), (m, nh * keep - h + m), (m, nw * keep - w + m)), mode="reflect")
+    return m, x, (h, w), (nh, nw)
+
+
+def reference_stitch(predictor: Predictor, image: np.ndarray) -> np.ndarray:
+    """Straightforward Border Correction: whole scene padded, one window at a time."""
+    win, keep = predictor.window, predictor.keep
+    m, x, (h, w), (nh, nw) = _padded_scene(predictor, image)
     out = np.zeros((nh * keep, nw * keep), dtype=np.uint8)
     with torch.no_grad():
         for i in range(nh):
@@ -91,11 +98,7 @@ def seed_stitch(predictor: Predictor, image: np.ndarray) -> np.ndarray:
     normalised and reflect-padded, then one window at a time (batch 1) through
     ``Predictor.logits``, i.e. in the predictor's own layout and precision."""
     win, keep = predictor.window, predictor.keep
-    m = (win - keep) // 2
-    x = predictor.select_and_normalize(image)
-    _, h, w = x.shape
-    nh, nw = math.ceil(h / keep), math.ceil(w / keep)
-    x = np.pad(x, ((0, 0), (m, nh * keep - h + m), (m, nw * keep - w + m)), mode="reflect")
+    m, x, (h, w), (nh, nw) = _padded_scene(predictor, image)
     out = np.zeros((h, w), dtype=np.uint8)
     for i in range(nh):
         for j in range(nw):
