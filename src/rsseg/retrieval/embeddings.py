@@ -230,15 +230,6 @@ def to_rgb8(image: np.ndarray, bands: list[int] | None = None) -> np.ndarray:
     if bands is not None and len(bands) >= 3:
         image = image[list(bands[:3])]
     rgb = image[:3] if image.shape[0] >= 3 else np.repeat(image[:1], 3, axis=0)
-    if rgb.dtype == np.uint8:
-        return np.ascontiguousarray(rgb.transpose(1, 2, 0))
-    out = np.zeros(rgb.shape[1:] + (3,), dtype=np.uint8)
-    for b in range(3):
-        band = rgb[b].astype(np.float64)
-        finite = band[np.isfinite(band)]
-        if finite.size == 0:
-            continue
-        lo, hi = np.percentile(finite, [2, 98])
-        scaled = (band - lo) / (hi - lo) if hi > lo else np.zeros_like(band)
-        out[..., b] = np.nan_to_num(np.clip(scaled, 0, 1) * 255, nan=0).astype(np.uint8)
-    return out
+    from rsseg.infer.outputs import to_rgb8 as stretch_rgb8  # one 2-98 % stretch for the project
+
+    return stretch_rgb8(rgb, None)
