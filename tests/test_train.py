@@ -143,3 +143,14 @@ def test_empty_validation_split_trains_without_validation(tiny_config_path, tmp_
     assert (result.run_dir / "report.html").exists()
     with pytest.raises(RsSegError, match="early_stopping"):
         load_config(tiny_config_path, [split, "train.early_stopping={patience: 2}"])
+
+
+def test_val_every_validates_only_every_nth_epoch(tiny_config_path, tmp_path):
+    """`train.val_every: 2` over 3 epochs validates after epoch 1 only (0-based), once."""
+    cfg = load_config(tiny_config_path, [f"output.dir={tmp_path}", "output.name=every2", "train.epochs=3",
+                                         "train.val_every=2"])
+    result = train(cfg, progress=False)
+    rows = list(csv.DictReader((result.run_dir / "logs" / "metrics.csv").open()))
+    validated = sorted({int(r["epoch"]) for r in rows if r.get("val_miou")})
+    assert validated == [1]
+    assert result.best_val_miou is not None

@@ -252,6 +252,7 @@ def train(
         deterministic=("warn" if device_type == "cuda" else True) if cfg.train.deterministic else False,
         limit_train_batches=cfg.train.limit_train_batches,
         log_every_n_steps=cfg.train.log_every_n_steps,
+        check_val_every_n_epoch=cfg.train.val_every,
         logger=[
             CSVLogger(run_dir, name="logs", version=""),
             TensorBoardLogger(run_dir, name="logs", version="", default_hp_metric=False),

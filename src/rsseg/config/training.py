@@ -120,6 +120,11 @@ class TrainConfig(Section):
         None, description="Batches per epoch (int) or fraction (float); null = all."
     )
     log_every_n_steps: int = Field(10, ge=1, description="Logging interval in steps.")
+    val_every: int = Field(
+        1, ge=1,
+        description="Validate every N epochs: small epochs (an EBB subset) otherwise spend much of the "
+        "budget validating. Early-stopping patience counts validations.",
+    )
     early_stopping: EarlyStoppingConfig | None = Field(
         None, description="Stop when validation mIoU stops improving, e.g. {patience: 5}; null = off."
     )
