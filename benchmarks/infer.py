@@ -23,6 +23,8 @@ Memory variants (peak RSS; torch's import alone is about 0.55 GB with the CUDA w
   c-onnx       c with the ONNX engine (the checkpoint exported once to WORK/model.onnx); the
                process never imports torch
   c-onnx-low   c-onnx with low_memory=True
+  c-int8       c on the ONNX file quantized to int8 (``rsseg quantize``, calibrated on the demo
+               training images the model learned from; agreement with fp32 checked there)
 Wall time is noisy on a shared machine, so CPU time (user + system) is printed too.
 """
 
@@ -53,6 +55,7 @@ SPECS = {
     "fast-low": ("c-low", "fast", True, "torch"),
     "fast-onnx": ("c-onnx", "fast", False, "onnx"),
     "fast-onnx-low": ("c-onnx-low", "fast", True, "onnx"),
+    "fast-int8": ("c-int8", "fast", False, "onnx-int8"),
 }
 VARIANTS = tuple(SPECS)
 LETTER = {v: spec[0] for v, spec in SPECS.items()}
@@ -128,7 +131,7 @@ def child(args: argparse.Namespace) -> None:
     from rsseg.infer import predict_file
 
     _, mode, low_memory, engine = SPECS[args.run]
-    if engine == "onnx":  # torch is never imported on this path
+    if engine.startswith("onnx"):  # torch is never imported on this path
         from rsseg.onnx_engine import load_onnx_predictor
 
         predictor = load_onnx_predictor(args.checkpoint)
@@ -191,6 +194,19 @@ def onnx_model(work: Path, ckpt: Path) -> Path:
     return export_onnx(ckpt, path)
 
 
+def int8_model(work: Path, onnx_path: Path) -> Path:
+    """The ONNX file quantized to int8, calibrated on the demo training images (the model's own
+    training imagery; with --checkpoint and no demo data there, on the synthetic scenes)."""
+    from rsseg.quantize import quantize_onnx
+
+    images = sorted((work / "data" / "train" / "images").glob("*.tif")) or sorted(work.glob("synthetic_*x*[0-9].tif"))
+    path = work / "model-int8.onnx"
+    result = quantize_onnx(onnx_path, images, path)
+    print(f"quantized {onnx_path} -> {path} on {len(images)} image(s): int8 agrees with fp32 on "
+          f"{result.agreement:.3%} of {result.check_windows} check windows' pixels", flush=True)
+    return path
+
+
 def measure(variant: str, scene: Path, models: dict[str, Path], out: Path, fast_tile: int) -> dict:
     model = models[SPECS[variant][3]]
     cmd = [sys.executable, __file__, "--run", variant, "--scene", str(scene), "--checkpoint", str(model),
@@ -218,7 +234,7 @@ def compare(work: Path, scene: Path, variants: list[str]) -> dict:
     if "reference-low" in maps and "reference" in maps:
         report["b-low_vs_b_differing_pixels"] = int((maps["reference-low"] != maps["reference"]).sum())
     if "reference" in maps:
-        for v in ("fast", "fast-low", "fast-onnx", "fast-onnx-low"):
+        for v in ("fast", "fast-low", "fast-onnx", "fast-onnx-low", "fast-int8"):
             if v in maps:
                 report[f"{LETTER[v]}_vs_b_agreement"] = float((maps[v] == maps["reference"]).mean())
     for v, m in maps.items():
@@ -252,7 +268,7 @@ def bench_scene(name: str, scene: Path, models: dict[str, Path], work: Path, var
               f"(+{r['peak_mb'] - r['base_mb']:.0f} over the {r['base_mb']:.0f} MB after loading{torch_note})",
               flush=True)
     for a, b in (("seed", "fast"), ("fast", "bound"), ("seed", "reference"), ("reference", "fast"),
-                 ("fast-low", "fast"), ("fast-onnx", "fast")):
+                 ("fast-low", "fast"), ("fast-onnx", "fast"), ("seed", "fast-int8"), ("fast-int8", "fast")):
         if a in rows and b in rows:
             print(f"  {LETTER[a]}/{LETTER[b]} ({a}/{b}): wall {rows[a]['wall'] / rows[b]['wall']:.2f}  "
                   f"cpu {rows[a]['cpu'] / rows[b]['cpu']:.2f}")
@@ -299,8 +315,10 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
     models = {"torch": ckpt}
-    if any(SPECS[v][3] == "onnx" for v in variants):
+    if any(SPECS[v][3].startswith("onnx") for v in variants):
         models["onnx"] = onnx_model(args.work, ckpt)
+    if any(SPECS[v][3] == "onnx-int8" for v in variants):
+        models["onnx-int8"] = int8_model(args.work, models["onnx"])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; model {ckpt}")
     scenes = args.scenes.split(",")
     h, w = (2048, 2048) if args.quick else (6800, 7200)

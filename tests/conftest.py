@@ -42,6 +42,18 @@ def tiny_run(tiny_config_path: Path):
     cfg = load_config(tiny_config_path)
     return train(cfg, config_name="tiny", progress=False)
 
+
+@pytest.fixture(scope="session")
+def trained(tiny_config_path):
+    """The tiny config trained for 3 epochs (~10 s): the 1-epoch ``tiny_run`` still predicts
+    one class everywhere, which would make agreement and seam checks vacuous."""
+    from rsseg.config import load_config
+    from rsseg.train import train
+
+    cfg = load_config(tiny_config_path, ["train.epochs=3", "optim.lr=0.01", "output.name=tiny3"])
+    return train(cfg, config_name="tiny3", progress=False).best_checkpoint
+
+
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 

@@ -13,17 +13,6 @@ from rsseg.infer import predict_file, predict_files, seam_score
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_config_path):
-    """The tiny config trained for 3 epochs (~10 s): the 1-epoch ``tiny_run`` still predicts
-    one class everywhere, which would make agreement and seam checks vacuous."""
-    from rsseg.config import load_config
-    from rsseg.train import train
-
-    cfg = load_config(tiny_config_path, ["train.epochs=3", "optim.lr=0.01", "output.name=tiny3"])
-    return train(cfg, config_name="tiny3", progress=False).best_checkpoint
-
-
-@pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
     """Two synthetic scenes whose sides are not multiples of 224."""
     base = tmp_path_factory.mktemp("scenes")
