@@ -51,7 +51,7 @@ def test_int8_model_agrees_with_fp32_and_runs_without_torch(fp32_model, images, 
     assert meta["classes"] == json.loads(
         {p.key: p.value for p in onnx.load(str(fp32_model)).metadata_props}[METADATA_KEY])["classes"]
     assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out)).graph.node)
-    scene = sorted((images[0].parents[2]).glob("test/images/*.tif"))[0]
+    scene = min(images[0].parents[2].glob("test/images/*.tif"))
     maps = {name: _classes(predict_file(load_onnx_predictor(model), scene, tmp_path / name, mode="fast",
                                         fast_tile=256)["classes"])
             for name, model in (("fp32", fp32_model), ("int8", out))}

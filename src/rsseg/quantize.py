@@ -34,7 +34,13 @@ from rsseg.errors import RsSegError
 from rsseg.infer.engine import check_bands
 from rsseg.infer.reader import READ_ERRORS, check_input
 from rsseg.io import atomic_path
-from rsseg.onnx_engine import METADATA_KEY, OrtModule, load_onnx_predictor, open_session, ort_errors
+from rsseg.onnx_engine import (
+    METADATA_KEY,
+    OrtModule,
+    load_onnx_predictor,
+    open_session,
+    ort_errors,
+)
 from rsseg.predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -103,10 +109,14 @@ def quantize_onnx(
     seed: int = 0,
 ) -> QuantizeResult:
     """fp32 ONNX file from ``rsseg export`` -> verified int8 ONNX file at ``out``."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     model, out = Path(model), Path(out)
     if windows < 2:
