@@ -283,3 +283,16 @@ def test_numpy_models_run_without_torch_ops_and_agree(options, tmp_path):
         with rasterio.open(paths["probabilities"]) as ds:
             maps[name] = ds.read().astype(int)
     assert np.abs(maps["torch"] - maps["numpy"]).max() <= 1  # softmax rounding only
+
+
+def test_inference_batch_is_one_on_cpu_unless_configured(tiny_run):
+    """`infer.batch_size: null` (the default) -> 1 window per pass on a CPU, 8 on a GPU."""
+    from rsseg.checkpoint import load_predictor
+    from rsseg.config import load_config
+    from rsseg.runtime import inference_batch_size
+
+    assert inference_batch_size(None, "cpu") == 1 and inference_batch_size(None, "cuda") == 8
+    assert inference_batch_size(3, "cpu") == 3
+    assert load_predictor(tiny_run.best_checkpoint, device=torch.device("cpu")).batch_size == 1
+    cfg = load_config(tiny_run.run_dir / "config.yaml", ["infer.batch_size=5"])
+    assert load_predictor(tiny_run.best_checkpoint, config=cfg, device=torch.device("cpu")).batch_size == 5

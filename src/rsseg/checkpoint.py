@@ -13,7 +13,7 @@ from rsseg.config import Config
 from rsseg.errors import RsSegError
 from rsseg.models import build_model
 from rsseg.predictor import Predictor
-from rsseg.runtime import default_device, use_bf16, use_channels_last
+from rsseg.runtime import default_device, inference_batch_size, use_bf16, use_channels_last
 
 
 def read_checkpoint(path: Path) -> dict:
@@ -63,7 +63,7 @@ def load_predictor(path: Path, *, device: torch.device | None = None, config: Co
         bands=[b - 1 for b in bands] if bands else None,
         window=cfg.infer.window,
         keep=cfg.infer.keep,
-        batch_size=cfg.infer.batch_size,
+        batch_size=inference_batch_size(cfg.infer.batch_size, device.type),
         precision="bf16" if bf16 else "32",
         channels_last=use_channels_last(cfg.train.channels_last, bf16, device.type),
         device=device,

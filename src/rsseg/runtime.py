@@ -48,3 +48,16 @@ def use_channels_last(channels_last: str, bf16: bool, device_type: str = "cpu") 
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def inference_batch_size(configured: int | None, device_type: str) -> int:
+    """Windows per forward pass: ``configured``, or 1 on a CPU and 8 on a GPU.
+
+    On a CPU the batch does not pay: ``make bench-infer`` (demo U-Net, 7200 x 6800 px, 2
+    threads, fp32) ran the seed's per-window loop at batch 1 in 51 s and the same windows at
+    batch 8 in 69 s: the activations of one 256 px window stay in cache, those of eight do
+    not. A GPU needs batches to fill. The logits do not depend on the batch (tested).
+    """
+    if configured is not None:
+        return int(configured)
+    return 1 if device_type == "cpu" else 8

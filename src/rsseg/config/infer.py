@@ -12,7 +12,11 @@ from rsseg.config.base import Section
 class InferConfig(Section):
     window: int = Field(256, ge=16, description="Window the model sees (Border Correction input).")
     keep: int = Field(224, ge=8, description="Centre of each window kept in the output map.")
-    batch_size: int = Field(8, ge=1, description="Windows per forward pass.")
+    batch_size: int | None = Field(
+        None, ge=1,
+        description="Windows per forward pass; null = auto (`rsseg.runtime.inference_batch_size`): "
+        "1 on a CPU, where small forward passes stay in cache, 8 on a GPU.",
+    )
 
     @model_validator(mode="after")
     def _window_keep(self) -> InferConfig:
