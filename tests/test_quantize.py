@@ -82,3 +82,12 @@ def test_bad_calibration_inputs_name_the_file(fp32_model, images, tmp_path):
         quantize_onnx(fp32_model, images, tmp_path / "c.onnx", windows=1)
     with pytest.raises(RsSegError, match="at least one calibration image"):
         quantize_onnx(fp32_model, [], tmp_path / "d.onnx")
+
+
+def test_output_path_problems_are_reported_before_the_work(fp32_model, images, tmp_path):
+    with pytest.raises(RsSegError, match="output path is a directory"):
+        quantize_onnx(fp32_model, images, tmp_path, windows=4)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(RsSegError, match="cannot create output directory"):
+        quantize_onnx(fp32_model, images, blocker / "sub" / "m.onnx", windows=4)

@@ -33,13 +33,14 @@ from rasterio.windows import Window
 from rsseg.errors import RsSegError
 from rsseg.infer.engine import check_bands
 from rsseg.infer.reader import READ_ERRORS, check_input
-from rsseg.io import atomic_path
+from rsseg.io import atomic_path, ensure_writable_dir
 from rsseg.onnx_engine import (
     METADATA_KEY,
     OrtModule,
     load_onnx_predictor,
     open_session,
     ort_errors,
+    read_metadata,
 )
 from rsseg.predictor import Predictor
 
@@ -121,6 +122,9 @@ def quantize_onnx(
     model, out = Path(model), Path(out)
     if windows < 2:
         raise RsSegError("quantization needs at least 2 windows (half calibrate, half check)")
+    if out.is_dir():
+        raise RsSegError(f"output path is a directory: {out}")
+    ensure_writable_dir(out.parent)
     fp32 = load_onnx_predictor(model)
     sample = sample_windows(fp32, [Path(p) for p in images], windows, seed)
     calib, check = sample[0::2], sample[1::2]
@@ -147,7 +151,7 @@ def quantize_onnx(
         except (*ort_errors(), KeyError, IndexError) as exc:
             raise RsSegError(f"cannot quantize {model}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
         proto = onnx.load(str(q))
-    meta = json.loads(open_session(model, name=str(model)).get_modelmeta().custom_metadata_map[METADATA_KEY])
+    meta = read_metadata(fp32.model.session, str(model))
     int8_model = OrtModule(open_session(proto.SerializeToString(), name=str(out)), stride=fp32.model.stride)
     agreement = _agreement(fp32.model, int8_model, check)
     log.info("int8 vs fp32 argmax agreement on %d held-out windows: %.4f%%", len(check), 100 * agreement)
@@ -163,9 +167,10 @@ def quantize_onnx(
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(meta)
-    if out.exists() and out.is_dir():
-        raise RsSegError(f"output path is a directory: {out}")
-    with atomic_path(out) as tmp_out:
-        tmp_out.write_bytes(proto.SerializeToString())
+    try:
+        with atomic_path(out) as tmp_out:
+            tmp_out.write_bytes(proto.SerializeToString())
+    except OSError as exc:
+        raise RsSegError(f"cannot write {out}: {exc.strerror or exc}") from exc
     return QuantizeResult(out, agreement, len(calib), len(check))
 
