@@ -72,14 +72,13 @@ def rss_mb(field: str = "VmRSS") -> float:
 
 
 # ----------------------------------------------------------------- variants (child side)
-def run_seed(predictor, scene: Path, out: Path) -> None:
+def seed_classes(predictor, image, window: int = 256, keep: int = 224):
+    """The seed's procedure on a raw (C, H, W) image: the whole scene normalised and
+    reflect-padded, then one window at a time (batch 1), centre kept. ``tests/test_infer.py``
+    checks rsseg's ``reference`` against this very function."""
     import numpy as np
-    import rasterio
     import torch
 
-    with rasterio.open(scene) as src:
-        image, profile = src.read(), src.profile
-    window, keep = 256, 224
     m = (window - keep) // 2
     x = predictor.select_and_normalize(image)
     _, h, w = x.shape
@@ -93,6 +92,16 @@ def run_seed(predictor, scene: Path, out: Path) -> None:
             pred = predictor.logits(torch.from_numpy(tile)[None])[0].argmax(0)[m : m + keep, m : m + keep]
             hh, ww = min(keep, h - i * keep), min(keep, w - j * keep)
             classes[i * keep : i * keep + hh, j * keep : j * keep + ww] = pred[:hh, :ww].numpy()
+    return classes
+
+
+def run_seed(predictor, scene: Path, out: Path) -> None:
+    import rasterio
+
+    with rasterio.open(scene) as src:
+        image, profile = src.read(), src.profile
+    classes = seed_classes(predictor, image)
+    h, w = classes.shape
     profile = {"driver": "GTiff", "width": w, "height": h, "count": 1, "dtype": "uint8", "nodata": 255,
                "compress": "deflate", "tiled": True, "blockxsize": 256, "blockysize": 256,
                "crs": profile.get("crs"), "transform": profile["transform"]}

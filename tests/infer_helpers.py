@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import rasterio
@@ -14,6 +16,7 @@ from torch import nn
 from rsseg.classes import ClassTable
 from rsseg.predictor import Predictor
 
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "infer.py"
 K = 4
 CLASSES = ClassTable(
     names=("a", "b", "c", "d"),
@@ -94,19 +97,12 @@ def reference_stitch(predictor: Predictor, image: np.ndarray) -> np.ndarray:
 
 
 def seed_stitch(predictor: Predictor, image: np.ndarray) -> np.ndarray:
-    """The bench's seed procedure, written independently of ``rsseg.infer``: the whole scene
-    normalised and reflect-padded, then one window at a time (batch 1) through
-    ``Predictor.logits``, i.e. in the predictor's own layout and precision."""
-    win, keep = predictor.window, predictor.keep
-    m, x, (h, w), (nh, nw) = _padded_scene(predictor, image)
-    out = np.zeros((h, w), dtype=np.uint8)
-    for i in range(nh):
-        for j in range(nw):
-            tile = np.ascontiguousarray(x[:, i * keep : i * keep + win, j * keep : j * keep + win])
-            pred = predictor.logits(torch.from_numpy(tile)[None])[0].argmax(0)[m : m + keep, m : m + keep]
-            hh, ww = min(keep, h - i * keep), min(keep, w - j * keep)
-            out[i * keep : i * keep + hh, j * keep : j * keep + ww] = pred[:hh, :ww].numpy()
-    return out
+    """The bench's own seed procedure (``benchmarks/infer.py``, ``seed_classes``), so the
+    test checks exactly what ``make bench-infer`` runs as (a)."""
+    spec = importlib.util.spec_from_file_location("bench_infer", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench.seed_classes(predictor, image, predictor.window, predictor.keep)
 
 
 def bit_classes(logits: torch.Tensor, k: int = K) -> torch.Tensor:
