@@ -71,7 +71,10 @@ class Predictor:
             image = image[self.bands]
         mean = np.asarray(self.mean, dtype=np.float32)[:, None, None]
         std = np.asarray(self.std, dtype=np.float32)[:, None, None]
-        return (image.astype(np.float32) - mean) / std
+        x = image.astype(np.float32)  # a copy: in place from here on, the same arithmetic
+        x -= mean
+        x /= std
+        return x
 
     def logits(self, batch: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Normalised (B, C, h, w) float input -> float32 logits (B, K, h, w).

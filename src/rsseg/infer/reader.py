@@ -115,6 +115,11 @@ class ArraySource:
         return self.image[:, r0:r1]
 
 
+def _is_run(idx: np.ndarray) -> bool:
+    """True when ``idx`` is ``first, first + 1, ..., last`` (no reflected part)."""
+    return len(idx) > 0 and int(idx[-1]) - int(idx[0]) == len(idx) - 1 and bool(np.all(np.diff(idx) == 1))
+
+
 @dataclass
 class Strip:
     """Raw scene rows ``[lo, lo + data.shape[1])`` plus the reflected indices of one
@@ -127,9 +132,14 @@ class Strip:
     grid: Grid
 
     def window(self, j: int) -> np.ndarray:
+        """Window ``j`` of this row: a view where it lies inside the scene (most windows),
+        a gathered copy where it reaches over an edge and reflects."""
         c0 = j * self.grid.keep_x
         cols = self.cols[c0 : c0 + self.grid.win_x]
-        return self.data[:, (self.rows - self.lo)[:, None], cols[None, :]]
+        rows = self.rows - self.lo
+        if _is_run(rows) and _is_run(cols):
+            return self.data[:, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        return self.data[:, rows[:, None], cols[None, :]]
 
     def scene_rows(self, y0: int, y1: int) -> np.ndarray:
         """Raw scene rows ``[y0, y1)`` (kept rows are always inside the strip)."""
