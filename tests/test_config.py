@@ -111,3 +111,16 @@ def test_every_option_is_documented():
 def test_unknown_key_inside_a_list_of_sections_lists_valid_keys():
     with pytest.raises(RsSegError, match=r"unknown key 'loss.terms.0.wieght'; did you mean 'loss.terms.0.weight'"):
         load_config(None, ["loss.terms=[{name: ce, wieght: 1}]"])
+
+
+def test_yaml_spellings_of_precision_and_switches_are_taken(tmp_path):
+    """``precision: 32`` is a YAML number and ``channels_last: off`` a YAML boolean; both are
+    read as the choices they spell, and other numbers are still refused."""
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  precision: 32\n  channels_last: off\n")
+    cfg = load_config(path)
+    assert (cfg.train.precision, cfg.train.channels_last) == ("32", "off")
+    cfg = load_config(None, ["train.channels_last=on", "train.precision=bf16"])
+    assert (cfg.train.precision, cfg.train.channels_last) == ("bf16", "on")
+    with pytest.raises(RsSegError, match="precision"):
+        load_config(None, ["train.precision=16"])

@@ -258,7 +258,8 @@ class DataConfig(Section):
         "raise", description="A bad file (unreadable, size mismatch, unknown values): raise, or skip and report."
     )
     cache_dir: Path | None = Field(
-        None, description="Chip index and statistics cache; null = $RSSEG_CACHE_DIR or ~/.cache/rsseg."
+        None, description="Chip index and statistics cache; null = $RSSEG_CACHE_DIR, else $XDG_CACHE_HOME/rsseg, "
+        "else ~/.cache/rsseg."
     )
     decoded_cache: int = Field(
         4, ge=0, description="Whole decoded JPEG/PNG scenes kept per loader process (no windowed reads)."

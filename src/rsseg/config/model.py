@@ -18,7 +18,7 @@ class _ModelSection(Section):
     pretrained: str | None = Field(
         None,
         description="Encoder weights: a local .pth/.pt/.safetensors/.npz file or a built-in source "
-        "(`rsseg models list`); null = random init. Never downloaded.",
+        "(`rsseg models weights`); null = random init. Never downloaded.",
     )
 
     @field_validator("pretrained")

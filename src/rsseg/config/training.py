@@ -141,3 +141,15 @@ class TrainConfig(Section):
         return value
 
 
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_from_yaml(cls, value: Any) -> Any:
+        """YAML reads ``precision: 32`` as a number: take it as the string it means."""
+        return "32" if isinstance(value, int) and not isinstance(value, bool) and value == 32 else value
+
+    @field_validator("channels_last", mode="before")
+    @classmethod
+    def _switch_from_yaml(cls, value: Any) -> Any:
+        """YAML 1.1 reads ``on``/``off`` (and ``yes``/``no``) as booleans: take them back."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
