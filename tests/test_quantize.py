@@ -91,3 +91,32 @@ def test_output_path_problems_are_reported_before_the_work(fp32_model, images, t
     blocker.write_text("x")
     with pytest.raises(RsSegError, match="cannot create output directory"):
         quantize_onnx(fp32_model, images, blocker / "sub" / "m.onnx", windows=4)
+
+
+@pytest.fixture(scope="module")
+def int8_model(fp32_model, images, tmp_path_factory):
+    return quantize_onnx(fp32_model, images, tmp_path_factory.mktemp("int8") / "m8.onnx", windows=8).path
+
+
+def test_scene_unlike_the_calibration_images_gets_a_warning(int8_model, images, tmp_path):
+    """The int8 file records the normalised range of its calibration windows; a 16-bit copy
+    of a test scene (values x 40) lies far beyond it and is flagged, the scene itself is not."""
+    from rsseg.infer.stream import predict_scene
+
+    predictor = load_onnx_predictor(int8_model)
+    low, high = predictor.input_range
+    assert len(low) == len(high) == predictor.in_channels and all(a < b for a, b in zip(low, high, strict=True))
+    scene = min(images[0].parents[2].glob("test/images/*.tif"))
+    assert predict_scene(predictor, scene, tmp_path / "same").warnings == []
+    with rasterio.open(scene) as src:
+        profile, data = src.profile, src.read()
+    bright = tmp_path / "bright16.tif"
+    profile.update(dtype="uint16")
+    with rasterio.open(bright, "w", **profile) as dst:
+        dst.write(data.astype(np.uint16) * 40)
+    (warning,) = predict_scene(predictor, bright, tmp_path / "bright").warnings
+    assert "bright16.tif" in warning and "outside the input range the int8 model was calibrated on" in warning
+
+
+def test_fp32_files_have_no_range_to_check(fp32_model):
+    assert load_onnx_predictor(fp32_model).input_range is None

@@ -191,7 +191,23 @@ def load_onnx_predictor(path: Path, device: Any = None, *, threads: int | None =
         precision="32",
         channels_last=False,
         device="cpu",  # ORT takes and returns host arrays whatever its provider
+        input_range=_input_range(meta, len(meta["mean"]), path),
     )
+
+
+def _input_range(meta: dict, bands: int, path: Path) -> tuple[list[float], list[float]] | None:
+    """The calibrated input range of an int8 file (``rsseg.quantize``); None for fp32 files
+    and for int8 files written before the range was recorded."""
+    value = (meta.get("quantized") or {}).get("input_range")
+    if value is None:
+        return None
+    try:
+        low, high = ([float(v) for v in side] for side in value)
+    except (TypeError, ValueError):
+        raise RsSegError(f"{path}: malformed quantization metadata (input_range {value!r})") from None
+    if len(low) != bands or len(high) != bands:
+        raise RsSegError(f"{path}: input_range has {len(low)}/{len(high)} values for {bands} band(s)")
+    return low, high
 
 
 def load_any_predictor(path: Path, device: Any = None) -> Predictor:

@@ -45,6 +45,9 @@ class Predictor:
     device: Any = "cpu"
     #: the run's ``rsseg.config.Config`` when loaded from a checkpoint (data, model, infer...)
     config: Any = None
+    #: (low, high) per model band of the normalised inputs an int8 model was calibrated on
+    #: (``rsseg quantize``); scenes beyond it get a warning (``rsseg.infer.input_range``)
+    input_range: tuple[list[float], list[float]] | None = None
 
     def __post_init__(self) -> None:
         if self.numpy_native:

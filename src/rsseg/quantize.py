@@ -80,6 +80,13 @@ def sample_windows(predictor: Predictor, images: list[Path], count: int, seed: i
     return windows
 
 
+def input_range(windows: list[np.ndarray]) -> list[list[float]]:
+    """[low, high] per band of the normalised calibration inputs: ``rsseg predict`` warns
+    when a scene goes beyond them (``rsseg.infer.input_range``)."""
+    stacked = np.concatenate([w.reshape(w.shape[1], -1) for w in windows], axis=1)
+    return [stacked.min(axis=1).round(6).tolist(), stacked.max(axis=1).round(6).tolist()]
+
+
 def head_nodes(proto) -> list[str]:
     """The last convolution and everything after it, kept in fp32: quantizing the logits to 256
     levels flips the argmax where two classes are close. Measured agreement with fp32 on the
@@ -163,7 +170,8 @@ def quantize_onnx(
         )
     meta["quantized"] = {"method": "static int8 (QDQ, per-channel, reduce_range)", "source": model.name,
                          "calibration_images": [Path(p).name for p in images], "calibration_windows": len(calib),
-                         "check_windows": len(check), "agreement": round(agreement, 6)}
+                         "check_windows": len(check), "agreement": round(agreement, 6),
+                         "input_range": input_range(calib)}
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(meta)

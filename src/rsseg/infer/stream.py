@@ -9,6 +9,7 @@ leaves nothing under the final names, and the next run removes its leftovers.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from rsseg.classes import IGNORE_INDEX
 from rsseg.errors import RsSegError
 from rsseg.infer.areas import AreaCounter
 from rsseg.infer.engine import WindowEngine, check_bands
+from rsseg.infer.input_range import InputRangeCheck, range_check
 from rsseg.infer.options import PredictOptions, SceneResult
 from rsseg.infer.outputs import Preview, write_areas
 from rsseg.infer.reader import ArraySource, RasterSource, StripReader, valid_mask
@@ -36,6 +38,7 @@ from rsseg.io import atomic_path, ensure_writable_dir
 from rsseg.predictor import Predictor
 
 MiB = 2**20
+log = logging.getLogger(__name__)
 Emit = Callable[[int, int, np.ndarray, "np.ndarray | None", np.ndarray], None]
 
 
@@ -47,15 +50,17 @@ def run_grid(
     *,
     options: PredictOptions,
     progress: Callable[[int], None] | None = None,
-) -> None:
+) -> InputRangeCheck | None:
     """Predict ``source`` on ``grid``; ``emit(y0, y1, classes, probs, raw)`` gets the
     finished rows ``[y0, y1)`` in order (nodata pixels already set to 255; ``probs``, when
-    asked for, as float or as ``writers.probability_bytes``)."""
+    asked for, as float or as ``writers.probability_bytes``). Returns the check of the scene
+    against an int8 model's calibrated input range (None for other models)."""
     engine = WindowEngine(predictor, grid, tta=options.tta)
     stitcher = (Blender(engine, options.blend) if options.blend
                 else HardStitcher(engine, probabilities=options.probabilities, scaled=True))
     reader = StripReader(source, grid)
     nodata = source.info.nodata
+    check = range_check(predictor)
     for i in range(grid.rows):
         strip = reader.strip(i)
         for y0, y1, classes, probs in stitcher.add(i, strip):
@@ -63,9 +68,12 @@ def run_grid(
             valid = valid_mask(raw, nodata)
             if valid is not None:
                 classes[~valid] = IGNORE_INDEX
+            if check is not None:
+                check.add(raw, valid)
             emit(y0, y1, classes, probs if options.probabilities else None, raw)
         if progress is not None:
             progress((i + 1) * grid.cols)
+    return check
 
 
 def output_paths(out_dir: Path, stem: str, options: PredictOptions) -> dict[str, Path]:
@@ -163,7 +171,9 @@ def _predict_source(predictor: Predictor, source: RasterSource, paths: dict[str,
             preview.add(y0, classes, raw)
             areas.add(y0, classes)
 
-        run_grid(predictor, source, grid, emit, options=options, progress=progress)
+        check = run_grid(predictor, source, grid, emit, options=options, progress=progress)
+    if check is not None and (warning := check.warning(source.path)):
+        result.warnings.append(warning)
     preview.write(predictor.classes, paths["color"], paths["blend"])
     extra = {"mode": options.mode, "window": [grid.win_y, grid.win_x], "keep": [grid.keep_y, grid.keep_x],
              "blend": options.blend, "tta": options.tta}
@@ -191,5 +201,7 @@ def predict_array(
     def emit(y0: int, y1: int, classes: np.ndarray, probs: np.ndarray | None, raw: np.ndarray) -> None:
         out[y0:y1] = classes
 
-    run_grid(predictor, source, grid, emit, options=options, progress=progress)
+    check = run_grid(predictor, source, grid, emit, options=options, progress=progress)
+    if check is not None and (warning := check.warning(None)):
+        log.warning(warning)
     return out
