@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
+from rsseg.allocator import warm_allocator
 from rsseg.classes import IGNORE_INDEX
 from rsseg.errors import RsSegError
 from rsseg.infer.areas import AreaCounter
@@ -61,18 +62,19 @@ def run_grid(
     reader = StripReader(source, grid)
     nodata = source.info.nodata
     check = range_check(predictor)
-    for i in range(grid.rows):
-        strip = reader.strip(i)
-        for y0, y1, classes, probs in stitcher.add(i, strip):
-            raw = strip.scene_rows(y0, y1)
-            valid = valid_mask(raw, nodata)
-            if valid is not None:
-                classes[~valid] = IGNORE_INDEX
-            if check is not None:
-                check.add(raw, valid)
-            emit(y0, y1, classes, probs if options.probabilities else None, raw)
-        if progress is not None:
-            progress((i + 1) * grid.cols)
+    with warm_allocator():  # large windows' activations are not page-faulted again each pass
+        for i in range(grid.rows):
+            strip = reader.strip(i)
+            for y0, y1, classes, probs in stitcher.add(i, strip):
+                raw = strip.scene_rows(y0, y1)
+                valid = valid_mask(raw, nodata)
+                if valid is not None:
+                    classes[~valid] = IGNORE_INDEX
+                if check is not None:
+                    check.add(raw, valid)
+                emit(y0, y1, classes, probs if options.probabilities else None, raw)
+            if progress is not None:
+                progress((i + 1) * grid.cols)
     return check
 
 
