@@ -33,20 +33,24 @@ class AreaCounter:
         self.note = None if self.geo else "no CRS: areas in pixels only"
 
     def add(self, y0: int, classes: np.ndarray) -> None:
-        self.pixels += np.bincount(classes.ravel(), minlength=256)
         if not self.geo:
+            self.pixels += _value_counts(classes, self.k)
             return
         for r in range(0, classes.shape[0], AREA_BLOCK):
             self._add_km2(y0 + r, classes[r : r + AREA_BLOCK])
 
     def _add_km2(self, y0: int, chunk: np.ndarray) -> None:
+        """Class counts per 64 px column block, weighted by the blocks' pixel areas; their
+        sum over blocks is the chunk's pixel count."""
         n, w = chunk.shape
         blocks = math.ceil(w / AREA_BLOCK)
-        key = (np.arange(w) // AREA_BLOCK)[None, :] * 256 + chunk
+        key = (np.arange(w, dtype=np.int32) // AREA_BLOCK)[None, :] * 256 + chunk
         counts = np.bincount(key.ravel(), minlength=blocks * 256).reshape(blocks, 256)
+        self.pixels += counts.sum(axis=0)
         area = self._block_pixel_area(y0 + n / 2, (np.arange(blocks) + 0.5) * AREA_BLOCK)
         if area is None:
             self.geo, self.note = False, "CRS could not be converted to longitude/latitude"
+            self.km2[:] = 0
             return
         self.km2 += counts[:, : self.k].T.astype(np.float64) @ area / 1e6
 
@@ -88,6 +92,18 @@ class AreaCounter:
             "total_km2": _sig(self.km2.sum()) if self.geo else None,
             "area_note": self.note or "ellipsoidal (WGS84) areas in km², not map-projection areas",
         }
+
+
+def _value_counts(classes: np.ndarray, k: int) -> np.ndarray:
+    """``np.bincount(classes, minlength=256)`` for a class map, which holds the values 0..k-1
+    and 255: one comparison pass per value instead of bincount's cast of every pixel to int64
+    (measured 2x faster on 6-class rows); any other value falls back to bincount."""
+    out = np.zeros(256, dtype=np.int64)
+    for v in (*range(k), IGNORE_INDEX):
+        out[v] = np.count_nonzero(classes == v)
+    if out.sum() != classes.size:
+        return np.bincount(classes.ravel(), minlength=256)
+    return out
 
 
 def _sig(v: float) -> float:

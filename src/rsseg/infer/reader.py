@@ -115,9 +115,23 @@ class ArraySource:
         return self.image[:, r0:r1]
 
 
-def _is_run(idx: np.ndarray) -> bool:
-    """True when ``idx`` is ``first, first + 1, ..., last`` (no reflected part)."""
-    return len(idx) > 0 and int(idx[-1]) - int(idx[0]) == len(idx) - 1 and bool(np.all(np.diff(idx) == 1))
+def _reflect_split(idx: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``(before, start, stop, after)`` such that ``idx`` is ``range(start, stop)`` reflect-padded
+    by ``before`` and ``after`` as ``np.pad(..., mode="reflect")`` pads, or None if it is not."""
+    if len(idx) == 0:
+        return None
+    steps = np.flatnonzero(np.diff(idx) != 1)  # the run is the longest stretch of +1 steps
+    bounds = np.concatenate([[-1], steps, [len(idx) - 1]])
+    k = int(np.argmax(np.diff(bounds)))
+    first, last = int(bounds[k]) + 1, int(bounds[k + 1])
+    start, stop = int(idx[first]), int(idx[last]) + 1
+    before, after = first, len(idx) - 1 - last
+    if (before or after) and stop - start < 2:
+        return None
+    candidate = np.pad(np.arange(start, stop), (before, after), mode="reflect") if before or after else None
+    if candidate is not None and not np.array_equal(candidate, idx):
+        return None
+    return before, start, stop, after
 
 
 @dataclass
@@ -132,14 +146,20 @@ class Strip:
     grid: Grid
 
     def window(self, j: int) -> np.ndarray:
-        """Window ``j`` of this row: a view where it lies inside the scene (most windows),
-        a gathered copy where it reaches over an edge and reflects."""
+        """Window ``j`` of this row: a view where it lies inside the scene (most windows), a
+        slice reflect-padded by ``np.pad`` where it reaches over an edge, a gathered copy
+        where the scene is smaller than the padding (reflected more than once)."""
         c0 = j * self.grid.keep_x
         cols = self.cols[c0 : c0 + self.grid.win_x]
         rows = self.rows - self.lo
-        if _is_run(rows) and _is_run(cols):
-            return self.data[:, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-        return self.data[:, rows[:, None], cols[None, :]]
+        split_r, split_c = _reflect_split(rows), _reflect_split(cols)
+        if split_r is None or split_c is None:
+            return self.data[:, rows[:, None], cols[None, :]]
+        (top, r0, r1, bottom), (left, c0, c1, right) = split_r, split_c
+        inner = self.data[:, r0:r1, c0:c1]
+        if top == bottom == left == right == 0:
+            return inner
+        return np.pad(inner, ((0, 0), (top, bottom), (left, right)), mode="reflect")
 
     def scene_rows(self, y0: int, y1: int) -> np.ndarray:
         """Raw scene rows ``[y0, y1)`` (kept rows are always inside the strip)."""
