@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import Callback, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader
 
+from rsseg.allocator import warm_allocator
 from rsseg.config import Config, Section
 from rsseg.config.pretrain import PretrainConfig
 from rsseg.data.datasets import get_source
@@ -229,7 +230,7 @@ def pretrain(
     log.info("pretraining %s (%s) on %d tiles of %d images (%d with same-ground partners), bf16=%s",
              cfg.model.name, pcfg.method, len(dataset), len(rasters), dataset.with_partners, bf16)
     start = time.perf_counter()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), warm_allocator():  # freed activations kept (rsseg.allocator)
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
         warnings.filterwarnings("ignore", ".*Experiment logs directory.*exists and is not empty.*")
