@@ -11,7 +11,7 @@ from rsseg.infer.windows import plan_grid
 
 
 @pytest.mark.parametrize(("h", "w", "mode", "tile"), [
-    (500, 700, "reference", 1024), (100, 37, "reference", 1024), (12, 9, "reference", 1024),
+    (500, 700, "reference", 1024), (100, 37, "reference", 1024), (12, 9, "reference", 1024), (1, 40, "reference", 1024),
     (2100, 1900, "fast", 1024), (700, 530, "fast", 256), (20, 300, "fast", 64), (300, 300, "naive", 1024),
 ])
 def test_every_window_equals_the_padded_scene(h, w, mode, tile):

@@ -9,6 +9,7 @@ index mapping of ``np.pad(..., mode="reflect")``.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -145,15 +146,20 @@ class Strip:
     cols: np.ndarray
     grid: Grid
 
+    @functools.cached_property
+    def _row_split(self) -> tuple[int, int, int, int] | None:
+        """The rows' split, the same for every window of the strip."""
+        return _reflect_split(self.rows - self.lo)
+
     def window(self, j: int) -> np.ndarray:
         """Window ``j`` of this row: a view where it lies inside the scene (most windows), a
-        slice reflect-padded by ``np.pad`` where it reaches over an edge, a gathered copy
-        where the scene is smaller than the padding (reflected more than once)."""
+        slice reflect-padded by ``np.pad`` where it reaches over an edge, and a gathered copy
+        where ``np.pad`` cannot reproduce the indices (a scene side under 2 px)."""
         c0 = j * self.grid.keep_x
         cols = self.cols[c0 : c0 + self.grid.win_x]
-        rows = self.rows - self.lo
-        split_r, split_c = _reflect_split(rows), _reflect_split(cols)
+        split_r, split_c = self._row_split, _reflect_split(cols)
         if split_r is None or split_c is None:
+            rows = self.rows - self.lo
             return self.data[:, rows[:, None], cols[None, :]]
         (top, r0, r1, bottom), (left, c0, c1, right) = split_r, split_c
         inner = self.data[:, r0:r1, c0:c1]
