@@ -126,8 +126,8 @@ def run_bound(predictor, scene: Path, out: Path) -> tuple[float, float]:
     with rasterio.open(scene) as src:
         x = fast.select_and_normalize(src.read())
     grid = opts.grid(predictor, x.shape[1], x.shape[2])
-    tiles = [np.ascontiguousarray(x[:, y : y + grid.keep_y, c : c + grid.keep_x])
-             for y in range(0, grid.h, grid.keep_y) for c in range(0, grid.w, grid.keep_x)]
+    tiles = [np.ascontiguousarray(x[:, y : y + ky, c : c + kx])
+             for y, ky in zip(grid.row_starts, grid.row_sizes) for c, kx in zip(grid.col_starts, grid.col_sizes)]
     del x
     bs = batch_size_for(fast, grid)
     start, cpu = time.perf_counter(), time.process_time()

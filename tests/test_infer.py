@@ -29,7 +29,7 @@ from rsseg.infer import (
 )
 from rsseg.infer.reader import ArraySource, StripReader
 from rsseg.infer.stitch import ramp
-from rsseg.infer.windows import balanced_tile
+from rsseg.infer.windows import balanced_sizes
 from rsseg.models.unet import UNet
 from rsseg.predictor import Predictor
 
@@ -115,9 +115,15 @@ def test_all_modes_are_seamless_when_the_margin_covers_the_context():
 
 def test_fast_grid_is_balanced():
     g = plan_grid(6800, 7200, "fast", 256, 224, 1024)
+    assert g.row_sizes == (976,) * 5 + (960,) * 2 and g.col_sizes == (912,) * 2 + (896,) * 6
     assert (g.keep_y, g.keep_x, g.margin, g.rows, g.cols) == (976, 912, 16, 7, 8)
-    assert (g.win_y, g.win_x) == (1008, 944) and g.keep_y * g.rows >= 6800 and g.keep_x * g.cols >= 7200
-    assert balanced_tile(100, 1024) == 112 and balanced_tile(5, 1024) == 16
+    assert (g.win_y, g.win_x) == (1008, 944) and g.row_starts[-1] == 6800 and g.col_starts[-1] == 7200
+    assert g.col_batches(4) == [[0, 1], [2, 3, 4, 5], [6, 7]]  # a forward pass takes equal widths
+    assert balanced_sizes(100, 1024) == (112,) and balanced_sizes(5, 1024) == (16,)
+    for n, tile in ((7201, 1024), (33, 16), (4097, 480), (16, 1024)):
+        sizes = balanced_sizes(n, tile)
+        assert len(sizes) == -(-n // tile) and n <= sum(sizes) < n + 16
+        assert all(s % 16 == 0 and s <= tile for s in sizes) and max(sizes) - min(sizes) <= 16
     ref = plan_grid(6800, 7200, "reference", 256, 224)
     assert ref.windows == count_windows(6800, 7200, 224) == 31 * 33
     assert plan_grid(10, 10, "naive", 256, 224).margin == 0
@@ -215,6 +221,20 @@ def test_blend_ramps_sum_to_one():
         w = ramp(48 + 16, 8, kind)
         np.testing.assert_allclose(w[-16:] + w[:16], 1.0, atol=1e-6)  # a fall + the next rise
         assert w[16:-16].min() == 1.0 and w.min() > 0
+
+
+@pytest.mark.parametrize("blend", ["linear", "cosine"])
+def test_blending_places_unequal_fast_tiles(blend):
+    """A per-pixel model (1x1 kernels): any blend of its windows is the whole-scene map, so a
+    window accumulated at the wrong place or with the wrong weights' shape shows up. The
+    fast grid of 150 x 215 px with 64 px tiles has rows of 64, 48, 48 px (to 160) and
+    columns of 64, 64, 48, 48 px (to 224)."""
+    predictor = make_predictor(window=64, keep=48, batch_size=3, kernel=1)
+    image = random_image(150, 215)
+    grid = plan_grid(150, 215, "fast", 64, 48, 64)
+    assert len(set(grid.row_sizes)) == 2 and len(set(grid.col_sizes)) == 2
+    got = border_corrected_predict(predictor, image, mode="fast", fast_tile=64, blend=blend)
+    np.testing.assert_array_equal(got, whole_scene(predictor, image))
 
 
 def test_blending_needs_a_margin():

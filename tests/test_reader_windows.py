@@ -13,20 +13,20 @@ from rsseg.infer.windows import plan_grid
 @pytest.mark.parametrize(("h", "w", "mode", "tile"), [
     (500, 700, "reference", 1024), (100, 37, "reference", 1024), (12, 9, "reference", 1024), (1, 40, "reference", 1024),
     (2100, 1900, "fast", 1024), (700, 530, "fast", 256), (20, 300, "fast", 64), (300, 300, "naive", 1024),
+    (6800, 40, "fast", 1024), (37, 2049, "fast", 512),
 ])
 def test_every_window_equals_the_padded_scene(h, w, mode, tile):
     rng = np.random.default_rng(h * w)
     image = rng.integers(0, 255, (2, h, w), dtype=np.uint8)
     grid = plan_grid(h, w, mode, 256, 224, tile)
     m = grid.margin
-    padded = np.pad(image, ((0, 0), (m, grid.rows * grid.keep_y - h + m), (m, grid.cols * grid.keep_x - w + m)),
-                    mode="reflect")
+    ys, xs = grid.row_starts, grid.col_starts
+    padded = np.pad(image, ((0, 0), (m, ys[-1] - h + m), (m, xs[-1] - w + m)), mode="reflect")
     reader = StripReader(ArraySource(image), grid)
     for i in range(grid.rows):
         strip = reader.strip(i)
         for j in range(grid.cols):
-            expected = padded[:, i * grid.keep_y : i * grid.keep_y + grid.win_y,
-                              j * grid.keep_x : j * grid.keep_x + grid.win_x]
+            expected = padded[:, ys[i] : ys[i + 1] + 2 * m, xs[j] : xs[j + 1] + 2 * m]
             np.testing.assert_array_equal(strip.window(j), expected)
 
 

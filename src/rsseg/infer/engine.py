@@ -129,8 +129,7 @@ class WindowEngine:
     def batches(self, strip: Strip) -> Iterator[tuple[list[int], Any]]:
         """(window column indices, normalised (B, C, win_y, win_x) tensor or array) per batch."""
         p = self.predictor
-        for start in range(0, self.grid.cols, self.batch):
-            cols = list(range(start, min(self.grid.cols, start + self.batch)))
+        for cols in self.grid.col_batches(self.batch):
             x = np.stack([p.select_and_normalize(strip.window(j)) for j in cols])
             if np.issubdtype(strip.data.dtype, np.floating):  # NaN would spread over the window
                 np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
@@ -160,6 +159,6 @@ class WindowEngine:
         return total / len(D4)
 
     def crop(self, t: Any) -> Any:
-        """The kept centre of per-window maps (..., win_y, win_x)."""
-        m, g = self.grid.margin, self.grid
-        return t[..., m : m + g.keep_y, m : m + g.keep_x]
+        """The kept centre of per-window maps (..., window rows, window columns)."""
+        m = self.grid.margin
+        return t[..., m : t.shape[-2] - m, m : t.shape[-1] - m]

@@ -155,8 +155,8 @@ class Strip:
         """Window ``j`` of this row: a view where it lies inside the scene (most windows), a
         slice reflect-padded by ``np.pad`` where it reaches over an edge, and a gathered copy
         where ``np.pad`` cannot reproduce the indices (a scene side under 2 px)."""
-        c0 = j * self.grid.keep_x
-        cols = self.cols[c0 : c0 + self.grid.win_x]
+        c0, c1 = self.grid.col_span(j)
+        cols = self.cols[c0:c1]
         split_r, split_c = self._row_split, _reflect_split(cols)
         if split_r is None or split_c is None:
             rows = self.rows - self.lo

@@ -59,7 +59,8 @@ class HardStitcher:
 
     def add(self, i: int, strip: Strip) -> Iterator[Rows]:
         g = self.engine.grid
-        classes = np.empty((g.keep_y, g.cols * g.keep_x), dtype=np.uint8)
+        shape = (g.row_sizes[i], g.col_starts[-1])
+        classes = np.empty(shape, dtype=np.uint8)
         probs = None
         for cols, x in self.engine.batches(strip):
             cls, p = self._predict(x)
@@ -68,12 +69,12 @@ class HardStitcher:
                 p = _as_numpy(p)
                 if probs is None:
                     dtype = np.uint8 if self.scaled else np.float32
-                    probs = np.empty((p.shape[1], g.keep_y, g.cols * g.keep_x), dtype)
+                    probs = np.empty((p.shape[1], *shape), dtype)
             for k, j in enumerate(cols):
-                classes[:, j * g.keep_x : (j + 1) * g.keep_x] = cls[k]
+                c0, c1 = g.col_starts[j], g.col_starts[j + 1]
+                classes[:, c0:c1] = cls[k]
                 if self.want_probs:
-                    pk = probability_bytes(p[k]) if self.scaled else p[k]
-                    probs[:, :, j * g.keep_x : (j + 1) * g.keep_x] = pk
+                    probs[:, :, c0:c1] = probability_bytes(p[k]) if self.scaled else p[k]
         y0, y1 = g.kept_rows(i)
         n, w = y1 - y0, g.w
         yield y0, y1, classes[:n, :w], (probs[:, :n, :w] if self.want_probs else None)
@@ -89,41 +90,47 @@ class Blender:
 
     def __init__(self, engine: WindowEngine, kind: str) -> None:
         g = engine.grid
-        self.engine, self.o = engine, g.margin
-        self.wy = ramp(g.keep_y + 2 * self.o, self.o, kind)
-        self.wx = ramp(g.keep_x + 2 * self.o, self.o, kind)
-        self.rows = g.keep_y + 2 * self.o  # accumulator rows: scene rows from y0 - o
-        self.width = g.cols * g.keep_x + 2 * self.o
+        self.engine, self.o, self.kind = engine, g.margin, kind
+        self.rows = g.keep_y + 2 * self.o  # accumulator rows: scene rows from y0 - o (tallest strip)
+        self.width = g.col_starts[-1] + 2 * self.o
         self.acc: np.ndarray | None = None
         self.wsum = np.zeros((self.rows, self.width), np.float32)
         self.emitted = 0
+        self._weights: dict[tuple[int, int], np.ndarray] = {}
+
+    def weight(self, ny: int, nx: int) -> np.ndarray:
+        """Weights of an ``ny`` x ``nx`` window (tiles of a ``fast`` grid differ by 16 px)."""
+        if (ny, nx) not in self._weights:
+            self._weights[ny, nx] = ramp(ny, self.o, self.kind)[:, None] * ramp(nx, self.o, self.kind)[None, :]
+        return self._weights[ny, nx]
 
     def add(self, i: int, strip: Strip) -> Iterator[Rows]:
         g, e, o = self.engine.grid, self.engine, self.o
-        lo, hi = g.margin - o, g.margin + g.keep_y + o
+        lo, ny = g.margin - o, g.row_sizes[i] + 2 * o
         for cols, x in e.batches(strip):
-            p = e.ops.numpy(e.probabilities(x)[:, :, lo:hi, g.margin - o : g.margin + g.keep_x + o])
+            nx = g.col_sizes[cols[0]] + 2 * o  # a batch's windows are equally wide
+            p = e.ops.numpy(e.probabilities(x)[:, :, lo : lo + ny, lo : lo + nx])
             if self.acc is None:
                 self.acc = np.zeros((p.shape[1], self.rows, self.width), np.float32)
-            weight = self.wy[:, None] * self.wx[None, :]
+            weight = self.weight(ny, nx)
             for k, j in enumerate(cols):
-                c0 = j * g.keep_x
-                self.acc[:, :, c0 : c0 + p.shape[3]] += p[k] * weight
-                self.wsum[:, c0 : c0 + p.shape[3]] += weight
+                c0 = g.col_starts[j]
+                self.acc[:, :ny, c0 : c0 + nx] += p[k] * weight
+                self.wsum[:ny, c0 : c0 + nx] += weight
         yield from self._emit(i)
 
     def _emit(self, i: int) -> Iterator[Rows]:
         g, o = self.engine.grid, self.o
-        y0 = i * g.keep_y
+        y0, ky = g.row_starts[i], g.row_sizes[i]
         last = i == g.rows - 1
-        end = min(g.h, y0 + g.keep_y) if last else y0 + g.keep_y - o
+        end = min(g.h, y0 + ky) if last else y0 + ky - o
         a, b = self.emitted - (y0 - o), end - (y0 - o)  # accumulator rows to emit
         if b > a:
             probs = self.acc[:, a:b, o : o + g.w] / self.wsum[a:b, o : o + g.w]
             yield self.emitted, end, probs.argmax(axis=0).astype(np.uint8), probs
             self.emitted = end
         # the last 2*o rows overlap the next strip's windows: move them to the top
-        keep = self.acc[:, g.keep_y :].copy(), self.wsum[g.keep_y :].copy()
+        keep = self.acc[:, ky : ky + 2 * o].copy(), self.wsum[ky : ky + 2 * o].copy()
         self.acc[:] = 0
         self.wsum[:] = 0
         self.acc[:, : 2 * o], self.wsum[: 2 * o] = keep

@@ -1,6 +1,9 @@
 """Streaming GeoTIFF outputs: rows arrive in order and leave as whole rows of tiles.
 
-Outputs are tiled 256 x 256 (TIFF tiles must be multiples of 16) and deflate-compressed.
+Outputs are tiled 256 x 256 (TIFF tiles must be multiples of 16) and deflate-compressed at
+level 3 rather than GDAL's 6: the 49 Mpix class map of the inference bench took 0.18 s instead
+of 0.44 s (a tenth of what ``fast`` mode spends outside the model) for 2.0 MB instead of 1.4 MB.
+Deflate rather than the faster ZSTD, which older GDAL builds and other TIFF readers lack.
 Kept strips are 224 rows in ``reference`` mode and other heights in ``fast`` mode, so the
 writer buffers rows and writes only complete rows of tiles: every tile is compressed and
 written once, whatever the kept size, and at most ``256 + strip`` rows are held.
@@ -52,7 +55,7 @@ def write_error(path: Path, exc: BaseException) -> RsSegError:
 def _profile(info: SceneInfo, count: int) -> dict:
     profile = {
         "driver": "GTiff", "width": info.width, "height": info.height, "count": count,
-        "dtype": "uint8", "nodata": IGNORE_INDEX, "compress": "deflate", "tiled": True,
+        "dtype": "uint8", "nodata": IGNORE_INDEX, "compress": "deflate", "zlevel": 3, "tiled": True,
         "blockxsize": BLOCK, "blockysize": BLOCK, "interleave": "band", "BIGTIFF": "IF_SAFER",
         "transform": info.transform if info.transform is not None else Affine.identity(),
     }
