@@ -316,3 +316,17 @@ def test_inference_batch_is_one_on_cpu_unless_configured(tiny_run):
     assert load_predictor(tiny_run.best_checkpoint, device=torch.device("cpu")).batch_size == 1
     cfg = load_config(tiny_run.run_dir / "config.yaml", ["infer.batch_size=5"])
     assert load_predictor(tiny_run.best_checkpoint, config=cfg, device=torch.device("cpu")).batch_size == 5
+
+
+def test_class_index_ops_agree_with_argmax_on_ties_and_nan():
+    """Both engines' class maps are argmax's: the first maximum wins a tie and a NaN wins."""
+    from rsseg.infer.engine import NumpyOps, TorchOps
+
+    x = torch.randint(0, 3, (2, K, 40, 30), generator=torch.Generator().manual_seed(0)).float()
+    x[0, 2, :5, :5] = float("nan")
+    x[1, 3, 7, 7] = x[1, 1, 7, 7] = float("nan")
+    expected = x.argmax(dim=1).numpy()
+    for t in (x, x.contiguous(memory_format=torch.channels_last), x[..., 3:-3, 5:-5]):
+        want = expected[..., 3:-3, 5:-5] if t.shape[-1] != x.shape[-1] else expected
+        np.testing.assert_array_equal(TorchOps().classes(t), want)
+        np.testing.assert_array_equal(NumpyOps.classes(t.numpy()), want)
