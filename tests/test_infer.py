@@ -29,7 +29,7 @@ from rsseg.infer import (
 )
 from rsseg.infer.reader import ArraySource, StripReader
 from rsseg.infer.stitch import ramp
-from rsseg.infer.windows import balanced_sizes
+from rsseg.infer.windows import Grid, balanced_sizes, equal_sizes
 from rsseg.models.unet import UNet
 from rsseg.predictor import Predictor
 
@@ -115,10 +115,14 @@ def test_all_modes_are_seamless_when_the_margin_covers_the_context():
 
 def test_fast_grid_is_balanced():
     g = plan_grid(6800, 7200, "fast", 256, 224, 1024)
-    assert g.row_sizes == (976,) * 5 + (960,) * 2 and g.col_sizes == (912,) * 2 + (896,) * 6
-    assert (g.keep_y, g.keep_x, g.margin, g.rows, g.cols) == (976, 912, 16, 7, 8)
-    assert (g.win_y, g.win_x) == (1008, 944) and g.row_starts[-1] == 6800 and g.col_starts[-1] == 7200
-    assert g.col_batches(4) == [[0, 1], [2, 3, 4, 5], [6, 7]]  # a forward pass takes equal widths
+    assert g.row_sizes == (976,) * 5 + (960,) * 2 and g.col_sizes == (800,) * 9
+    assert (g.keep_y, g.keep_x, g.margin, g.rows, g.cols) == (976, 800, 16, 7, 9)
+    assert (g.win_y, g.win_x) == (1008, 832) and g.row_starts[-1] == 6800 and g.col_starts[-1] == 7200
+    assert equal_sizes(7200, 1024, 16) == (800,) * 9  # 9 x 832 px computed, not 8 x 944
+    assert equal_sizes(2048, 1024, 16) == (1024,) * 2 and equal_sizes(10, 1024, 16) == (16,)
+    assert equal_sizes(1100, 1024, 16) == (560,) * 2  # 2 x 592 px computed, not 3 x 400
+    uneven = Grid(100, 100, (64, 48), (32, 32, 16, 16, 16), 8)
+    assert uneven.col_batches(2) == [[0, 1], [2, 3], [4]]  # a forward pass takes equal widths
     assert balanced_sizes(100, 1024) == (112,) and balanced_sizes(5, 1024) == (16,)
     for n, tile in ((7201, 1024), (33, 16), (4097, 480), (16, 1024)):
         sizes = balanced_sizes(n, tile)
@@ -223,18 +227,25 @@ def test_blend_ramps_sum_to_one():
         assert w[16:-16].min() == 1.0 and w.min() > 0
 
 
-@pytest.mark.parametrize("blend", ["linear", "cosine"])
-def test_blending_places_unequal_fast_tiles(blend):
-    """A per-pixel model (1x1 kernels): any blend of its windows is the whole-scene map, so a
-    window accumulated at the wrong place or with the wrong weights' shape shows up. The
-    fast grid of 150 x 215 px with 64 px tiles has rows of 64, 48, 48 px (to 160) and
-    columns of 64, 64, 48, 48 px (to 224)."""
+@pytest.mark.parametrize("blend", [None, "linear", "cosine"])
+def test_stitchers_place_unequal_tiles(blend):
+    """A per-pixel model (1x1 kernels): any stitching or blend of its windows is the
+    whole-scene map, so a window placed wrongly or weighted with the wrong shape shows up.
+    Rows and columns of unequal sizes, in mixed order (the fast grid's rows are unequal too)."""
+    from rsseg.infer import PredictOptions
+    from rsseg.infer.stream import run_grid
+
     predictor = make_predictor(window=64, keep=48, batch_size=3, kernel=1)
     image = random_image(150, 215)
-    grid = plan_grid(150, 215, "fast", 64, 48, 64)
-    assert len(set(grid.row_sizes)) == 2 and len(set(grid.col_sizes)) == 2
-    got = border_corrected_predict(predictor, image, mode="fast", fast_tile=64, blend=blend)
-    np.testing.assert_array_equal(got, whole_scene(predictor, image))
+    out = np.full((150, 215), 255, np.uint8)
+
+    def emit(y0, y1, classes, probs, raw):
+        out[y0:y1] = classes
+
+    grid = Grid(150, 215, (64, 48, 48), (64, 48, 64, 48), 8)
+    run_grid(predictor, ArraySource(image), grid, emit, options=PredictOptions(mode="fast", blend=blend))
+    np.testing.assert_array_equal(out, whole_scene(predictor, image))
+    assert plan_grid(150, 215, "fast", 64, 48, 64).row_sizes == (64, 48, 48)
 
 
 def test_blending_needs_a_margin():

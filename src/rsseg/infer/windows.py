@@ -9,12 +9,19 @@ cropped back to ``h`` x ``w``.
 Modes:
 
 - ``reference``: the seed's Border Correction (seed 000 §4.3), window 256, keep 224.
-- ``fast``: the same margin around large kept tiles (at most ``fast_tile`` a side). The
-  tiles split each side as evenly as multiples of 16 px allow (sizes differ by at most
-  16 px, larger first), so they cover the scene with under 16 px to spare: fewer windows,
-  less recomputed overlap and no padding waste. A 7200 x 6800 scene gets columns of
-  912, 912 and 6 x 896 px and rows of 5 x 976 and 2 x 960 px: 1.070x the scene's pixels
-  are computed, against 1.088x with equal tiles of 912 x 976 (7296 x 6832 px).
+- ``fast``: the same margin around large kept tiles (at most ``fast_tile`` a side), in
+  multiples of 16 px, so that few pixels are computed twice or wasted on padding:
+
+  - rows split the height as evenly as 16 px allow (sizes differ by 16 px at most,
+    larger first), covering it with under 16 px to spare;
+  - columns are equal, ``ceil(w / fast_tile)`` of them or one more, whichever computes
+    fewer pixels. Unequal columns would alternate window shapes within each strip, and
+    the freed memory rsseg keeps while predicting (``rsseg.allocator``) then fragments:
+    +200 MB peak RSS on the bench scene for 1 % less time. Rows change shape once, from
+    larger to smaller, which reuses the freed blocks.
+
+  A 7200 x 6800 scene gets rows of 5 x 976 and 2 x 960 px and 9 columns of 800 px:
+  1.074x the scene's pixels computed, against 1.088x with 7 x 8 tiles of 976 x 912.
   Fully convolutional networks see the same context at every kept pixel, so the maps
   agree with ``reference`` up to the context the margin already cuts off.
 - ``naive``: non-overlapping ``keep``-sized tiles, no margin: the seed's pre-fix tiling,
@@ -55,11 +62,28 @@ def count_windows(h: int, w: int, keep: int) -> int:
 def balanced_sizes(n: int, tile: int, multiple: int = FAST_MULTIPLE) -> tuple[int, ...]:
     """``ceil(n / tile)`` tile sizes, multiples of ``multiple`` that differ by at most
     ``multiple``, larger first, summing to ``n`` rounded up to ``multiple``:
-    7200 px with tile 1024 -> (912, 912, 896, 896, 896, 896, 896, 896)."""
+    6800 px with tile 1024 -> (976, 976, 976, 976, 976, 960, 960)."""
     granules = max(1, math.ceil(n / multiple))
     count = min(granules, max(1, math.ceil(n / tile)))
     q, r = divmod(granules, count)
     return (multiple * (q + 1),) * r + (multiple * q,) * (count - r)
+
+
+def equal_sizes(n: int, tile: int, margin: int, multiple: int = FAST_MULTIPLE) -> tuple[int, ...]:
+    """Equal tiles, multiples of ``multiple``, covering ``n`` px: ``ceil(n / tile)`` of them or
+    one more, whichever computes fewer pixels with the margins and the padding (the fewer
+    tiles on a tie): 7200 px, tile 1024, margin 16 -> 9 of 800 (7488 px computed), not 8 of
+    912 (7552 px)."""
+    best: tuple[int, int, int] | None = None
+    first = max(1, math.ceil(n / tile))
+    for count in (first, first + 1):
+        size = max(multiple, math.ceil(n / count / multiple) * multiple)
+        count = math.ceil(n / size)
+        cost = count * (size + 2 * margin)
+        if best is None or cost < best[0]:
+            best = (cost, count, size)
+    assert best is not None
+    return (best[2],) * best[1]
 
 
 def _starts(sizes: tuple[int, ...]) -> tuple[int, ...]:
@@ -183,5 +207,5 @@ def plan_grid(
     if mode == "fast":
         if fast_tile < FAST_MULTIPLE:
             raise RsSegError(f"fast tile must be at least {FAST_MULTIPLE} px, got {fast_tile}")
-        return Grid(h, w, balanced_sizes(h, fast_tile), balanced_sizes(w, fast_tile), margin)
+        return Grid(h, w, balanced_sizes(h, fast_tile), equal_sizes(w, fast_tile, margin), margin)
     raise RsSegError(f"unknown prediction mode '{mode}'; choose one of {', '.join(MODES)}")
