@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 PIP    := PIP_FIND_LINKS= $(BIN)/python -m pip
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test venv clean bench-precision bench-models bench-ebb bench-retrieval bench-infer
+.PHONY: demo test venv clean bench-precision bench-models bench-ebb bench-retrieval bench-infer bench-ceiling
 
 venv: $(STAMP)
 
@@ -38,6 +38,10 @@ bench-retrieval: $(STAMP)
 
 bench-infer: $(STAMP)
 	$(BIN)/python benchmarks/infer.py --scaling $(ARGS)
+
+# after bench-infer (its checkpoint); ARGS="--seed-seconds S" with (a)'s wall time adds the largest a/c
+bench-ceiling: $(STAMP)
+	$(BIN)/python benchmarks/ceiling.py --checkpoint demo-output/bench-infer/runs/bench/checkpoints/best.ckpt $(ARGS)
 
 clean:
 	rm -rf demo-output runs .pytest_cache
