@@ -74,16 +74,14 @@ def equal_sizes(n: int, tile: int, margin: int, multiple: int = FAST_MULTIPLE) -
     one more, whichever computes fewer pixels with the margins and the padding (the fewer
     tiles on a tie): 7200 px, tile 1024, margin 16 -> 9 of 800 (7488 px computed), not 8 of
     912 (7552 px)."""
-    best: tuple[int, int, int] | None = None
     first = max(1, math.ceil(n / tile))
+    options = []  # (pixels computed, tiles, size); a tie goes to the fewer tiles
     for count in (first, first + 1):
         size = max(multiple, math.ceil(n / count / multiple) * multiple)
         count = math.ceil(n / size)
-        cost = count * (size + 2 * margin)
-        if best is None or cost < best[0]:
-            best = (cost, count, size)
-    assert best is not None
-    return (best[2],) * best[1]
+        options.append((count * (size + 2 * margin), count, size))
+    _, count, size = min(options)
+    return (size,) * count
 
 
 def _starts(sizes: tuple[int, ...]) -> tuple[int, ...]:
@@ -119,12 +117,12 @@ class Grid:
 
     @property
     def keep_y(self) -> int:
-        """The tallest kept tile (the first row's)."""
+        """The tallest kept tile."""
         return max(self.row_sizes)
 
     @property
     def keep_x(self) -> int:
-        """The widest kept tile (the first column's)."""
+        """The widest kept tile."""
         return max(self.col_sizes)
 
     @property
@@ -146,11 +144,6 @@ class Grid:
     def col_starts(self) -> tuple[int, ...]:
         """Scene column where each tile column starts, then the covered width."""
         return _starts(self.col_sizes)
-
-    @property
-    def padded_w(self) -> int:
-        """Width of a strip: all kept tiles of a row plus the margin on both sides."""
-        return self.col_starts[-1] + 2 * self.margin
 
     def col_span(self, j: int) -> tuple[int, int]:
         """Strip columns ``[c0, c1)`` of window ``j`` (its tile plus both margins)."""
