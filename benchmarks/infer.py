@@ -112,7 +112,7 @@ def run_seed(predictor, scene: Path, out: Path) -> None:
         dst.write(classes, 1)
 
 
-def run_bound(predictor, scene: Path, out: Path) -> tuple[float, float]:
+def run_bound(predictor, scene: Path, out: Path, fast_tile: int) -> tuple[float, float]:
     """Wall and CPU seconds of the bare forward passes only (reading and tiling come first)."""
     import numpy as np
     import rasterio
@@ -121,7 +121,7 @@ def run_bound(predictor, scene: Path, out: Path) -> tuple[float, float]:
     from rsseg.infer import PredictOptions
     from rsseg.infer.engine import batch_size_for
 
-    opts = PredictOptions(mode="fast")
+    opts = PredictOptions(mode="fast", fast_tile=fast_tile)  # c's tiles, --fast-tile included
     fast = opts.configure(predictor)
     with rasterio.open(scene) as src:
         x = fast.select_and_normalize(src.read())
@@ -164,7 +164,7 @@ def child(args: argparse.Namespace) -> None:
         if args.run == "seed":
             run_seed(predictor, args.scene, out)
         elif args.run == "bound":
-            forward = run_bound(predictor, args.scene, out)
+            forward = run_bound(predictor, args.scene, out, args.fast_tile)
         else:
             predict_file(predictor, args.scene, out, mode=mode, fast_tile=args.fast_tile, low_memory=low_memory)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
