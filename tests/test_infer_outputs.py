@@ -149,3 +149,42 @@ def test_skip_existing(tmp_path):
     first = predict_files(predictor, [src], tmp_path / "o", show_progress=False)[0]
     again = predict_files(predictor, [src], tmp_path / "o", show_progress=False, skip_existing=True)[0]
     assert again.skipped and not first.skipped and dict(again) == dict(first)
+
+
+def _is_block_mode(coarse: np.ndarray, fine: np.ndarray) -> np.ndarray:
+    """Per coarse pixel: False where it is not a most frequent valid value of its 2 x 2 block
+    of ``fine`` (255 = nodata, where the whole block is nodata)."""
+    h, w = coarse.shape
+    blocks = fine.reshape(h, 2, w, 2).transpose(0, 2, 1, 3).reshape(h, w, 4)
+    counts = np.stack([(blocks == k).sum(axis=-1) for k in range(K)], axis=-1)
+    valid = (blocks != 255).any(axis=-1)
+    chosen = np.take_along_axis(counts, np.minimum(coarse, K - 1)[..., None], axis=-1)[..., 0]
+    return np.where(valid, (coarse != 255) & (chosen == counts.max(axis=-1)), coarse == 255)
+
+
+def test_overviews_take_the_most_frequent_class_and_skip_nodata(tmp_path):
+    """600 x 520 px -> overviews at 1/2 and 1/4 (300 px, then 150 px <= 256). GDAL builds each
+    level from the one above it: every overview pixel is a most frequent valid class of its
+    2 x 2 block there, and nodata only where the whole block is nodata."""
+    from rsseg.infer.writers import overview_factors
+
+    assert overview_factors(600, 520) == [2, 4] and overview_factors(256, 100) == []
+    assert overview_factors(6800, 7200) == [2, 4, 8, 16, 32]
+    image = random_image(600, 520, dtype=np.uint16) * 4 + 1
+    image[:, :64, :64] = 0  # a nodata corner: whole overview blocks of nodata
+    image[:, 100:101, 200:600] = 0  # a nodata row: its 2 x 2 blocks keep a class
+    src = write_geotiff(tmp_path / "scene.tif", image, nodata=0)
+    predictor = make_predictor(mean=(400.0, 440.0, 480.0), std=(200.0,) * 3)
+    paths = predict_file(predictor, src, tmp_path / "out", overviews=True, probabilities=True)
+    plain = predict_file(predictor, src, tmp_path / "plain")
+    with rasterio.open(paths["classes"]) as ds, rasterio.open(plain["classes"]) as ref:
+        assert ds.overviews(1) == [2, 4] and ref.overviews(1) == []
+        assert ds.tags(ns="rio_overview")["resampling"] == "mode"
+        full = ds.read(1)
+        np.testing.assert_array_equal(full, ref.read(1))  # the full-resolution map is unchanged
+        half, quarter = ds.read(1, out_shape=(300, 260)), ds.read(1, out_shape=(150, 130))
+    assert _is_block_mode(half, full).all() and _is_block_mode(quarter, half).all()
+    assert (quarter[:16, :16] == 255).all() and (half[50, 100:] != 255).all()
+    assert (half != full[::2, ::2]).mean() > 0.05  # not a nearest-neighbour read
+    with rasterio.open(paths["probabilities"]) as ds:
+        assert ds.overviews(1) == [2, 4] and ds.tags(ns="rio_overview")["resampling"] == "average"

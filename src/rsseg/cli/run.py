@@ -84,13 +84,16 @@ def predict(
     low_memory: Annotated[
         bool, typer.Option("--low-memory", help="Small forward passes (<= 4 x 256² px): least peak memory.")
     ] = False,
+    overviews: Annotated[
+        bool, typer.Option("--overviews", help="Internal overviews in the GeoTIFFs (class map: mode), for GIS.")
+    ] = False,
 ) -> None:
     """Predict whole scenes, streamed: class GeoTIFF, colour and blend PNGs, class areas (JSON)."""
     from rsseg.infer import PredictOptions, ScenesFailed, predict_files
 
     options = PredictOptions(mode=mode, window=window, keep=keep, fast_tile=fast_tile, batch_size=batch_size,
                              blend=blend, tta=tta, probabilities=probabilities, skip_existing=skip_existing,
-                             low_memory=low_memory)
+                             low_memory=low_memory, overviews=overviews)
     results = predict_files(checkpoint, inputs, out, options=options, workers=workers, scheduler=scheduler,
                             threads=threads, engine=engine, raise_on_error=False)
     for r in results:

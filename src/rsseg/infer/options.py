@@ -37,6 +37,9 @@ class PredictOptions:
     windows of 256 px, ``fast`` tiles of at most 480 px): the model's activations are most
     of the memory above the model itself (see the README). ``reference`` maps do not change;
     ``fast`` maps change as with a smaller ``fast_tile``.
+
+    ``overviews``: internal overviews in the class (and probability) GeoTIFF, for GIS viewers
+    (``rsseg.infer.writers``); off by default, as they cost time after the last window.
     """
 
     mode: str = "reference"
@@ -50,6 +53,7 @@ class PredictOptions:
     batch_size: int | None = None
     skip_existing: bool = False
     low_memory: bool = False
+    overviews: bool = False
 
     def configure(self, predictor: Predictor) -> Predictor:
         """A shallow copy of ``predictor`` with the overrides applied; in ``fast`` mode a torch

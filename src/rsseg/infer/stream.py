@@ -160,11 +160,13 @@ def _predict_source(predictor: Predictor, source: RasterSource, paths: dict[str,
     tags = options.tags(predictor)
     with contextlib.ExitStack() as stack:
         cls_out = stack.enter_context(_streamed(
-            paths["classes"], lambda t: class_writer(t, paths["classes"], info, predictor.classes, tags)))
+            paths["classes"],
+            lambda t: class_writer(t, paths["classes"], info, predictor.classes, tags, options.overviews)))
         prob_out = None
         if options.probabilities:
             prob_out = stack.enter_context(_streamed(
-                paths["probabilities"], lambda t: probability_writer(t, paths["probabilities"], info, predictor.classes)))
+                paths["probabilities"],
+                lambda t: probability_writer(t, paths["probabilities"], info, predictor.classes, options.overviews)))
 
         def emit(y0: int, y1: int, classes: np.ndarray, probs: np.ndarray | None, raw: np.ndarray) -> None:
             cls_out.write(classes[None])

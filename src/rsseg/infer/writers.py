@@ -7,18 +7,25 @@ Deflate rather than the faster ZSTD, which older GDAL builds and other TIFF read
 Kept strips are 224 rows in ``reference`` mode and other heights in ``fast`` mode, so the
 writer buffers rows and writes only complete rows of tiles: every tile is compressed and
 written once, whatever the kept size, and at most ``256 + strip`` rows are held.
+
+With ``overviews``, the finished file gets internal overviews (factors 2, 4, ... down to 256 px,
+gdaladdo's default) before it is renamed, so GIS viewers open a huge map at once: the class map
+takes the most frequent class (``mode``), probabilities the mean; nodata pixels are left out.
+GDAL builds each level from the one above it (mode of 2 x 2 blocks of the previous level).
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import math
 import shutil
 import warnings
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
 from rasterio.windows import Window
@@ -64,11 +71,23 @@ def _profile(info: SceneInfo, count: int) -> dict:
     return profile
 
 
-class RowWriter:
-    """A GeoTIFF open for writing, fed consecutive rows of all its bands."""
+def overview_factors(h: int, w: int, min_side: int = BLOCK) -> list[int]:
+    """2, 4, 8, ... until the overview's longer side is at most ``min_side`` px (none for an
+    image that small already): 7200 px -> [2, 4, 8, 16, 32], the last 225 px."""
+    factors, f = [], 2
+    while math.ceil(max(h, w) / (f // 2)) > min_side:
+        factors.append(f)
+        f *= 2
+    return factors
 
-    def __init__(self, tmp: Path, final: Path, info: SceneInfo, count: int) -> None:
-        self.final, self.width = final, info.width
+
+class RowWriter:
+    """A GeoTIFF open for writing, fed consecutive rows of all its bands; ``overviews`` names
+    the resampling of internal overviews added when it is closed (None: no overviews)."""
+
+    def __init__(self, tmp: Path, final: Path, info: SceneInfo, count: int, overviews: str | None = None) -> None:
+        self.tmp, self.final, self.width, self.height = tmp, final, info.width, info.height
+        self.overviews = overviews
         self._pending: np.ndarray | None = None
         self._next = 0  # first row not yet written
         try:
@@ -104,6 +123,21 @@ class RowWriter:
             self.ds.close()
         except WRITE_ERRORS as exc:
             raise write_error(self.final, exc) from exc
+        if self.overviews:
+            self._add_overviews(self.overviews)
+
+    def _add_overviews(self, resampling: str) -> None:
+        factors = overview_factors(self.height, self.width)
+        if not factors:
+            return
+        try:
+            with warnings.catch_warnings(), rasterio.Env(COMPRESS_OVERVIEW="DEFLATE"):
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                with rasterio.open(self.tmp, "r+") as ds:
+                    ds.build_overviews(factors, Resampling[resampling])
+                    ds.update_tags(ns="rio_overview", resampling=resampling)
+        except WRITE_ERRORS as exc:
+            raise write_error(self.final, exc) from exc
 
     def abort(self) -> None:
         try:
@@ -112,9 +146,10 @@ class RowWriter:
             pass
 
 
-def class_writer(tmp: Path, final: Path, info: SceneInfo, classes: ClassTable, tags: dict) -> RowWriter:
+def class_writer(tmp: Path, final: Path, info: SceneInfo, classes: ClassTable, tags: dict,
+                 overviews: bool = False) -> RowWriter:
     """uint8 class indices, nodata 255, the class colours as the colour table."""
-    w = RowWriter(tmp, final, info, 1)
+    w = RowWriter(tmp, final, info, 1, "mode" if overviews else None)
     cmap = {i: (*map(int, c), 255) for i, c in enumerate(classes.colors)}
     cmap[IGNORE_INDEX] = (0, 0, 0, 0)
     try:
@@ -128,9 +163,10 @@ def class_writer(tmp: Path, final: Path, info: SceneInfo, classes: ClassTable, t
     return w
 
 
-def probability_writer(tmp: Path, final: Path, info: SceneInfo, classes: ClassTable) -> RowWriter:
+def probability_writer(tmp: Path, final: Path, info: SceneInfo, classes: ClassTable,
+                       overviews: bool = False) -> RowWriter:
     """One uint8 band per class, round(254 p), nodata 255; band scale 1/254 and class names."""
-    w = RowWriter(tmp, final, info, classes.num_classes)
+    w = RowWriter(tmp, final, info, classes.num_classes, "average" if overviews else None)
     try:
         w.ds.scales = (1 / PROB_SCALE,) * classes.num_classes
         w.ds.descriptions = tuple(classes.names)
