@@ -99,7 +99,7 @@ def ops_for(predictor: Predictor) -> NumpyOps | TorchOps:
 
 def batch_size_for(predictor: Predictor, grid: Grid) -> int:
     """Windows per forward pass: the predictor's batch, scaled to keep its pixel budget
-    (batch 8 of 256 px windows -> batch 1 of 1008 x 944 px windows)."""
+    (batch 8 of 256 px windows -> batch 1 of 1008 x 832 px fast windows)."""
     budget = max(1, int(predictor.batch_size)) * predictor.window**2
     return max(1, budget // (grid.win_y * grid.win_x))
 
