@@ -132,11 +132,12 @@ def run_bound(predictor, scene: Path, out: Path, fast_tile: int) -> tuple[float,
     bs = batch_size_for(fast, grid)
     start, cpu = time.perf_counter(), time.process_time()
     i = 0
-    while i < len(tiles):
-        shape = tiles[i].shape
-        batch = [t for t in tiles[i : i + bs] if t.shape == shape]
-        fast.logits(torch.from_numpy(np.stack(batch)))
-        i += len(batch)
+    while i < len(tiles):  # batches of consecutive tiles of one shape
+        j = i + 1
+        while j < len(tiles) and j - i < bs and tiles[j].shape == tiles[i].shape:
+            j += 1
+        fast.logits(torch.from_numpy(np.stack(tiles[i:j])))
+        i = j
     return time.perf_counter() - start, time.process_time() - cpu
 
 

@@ -231,18 +231,20 @@ def test_blend_ramps_sum_to_one():
 def test_stitchers_place_unequal_tiles(blend):
     """A per-pixel model (1x1 kernels): any stitching or blend of its windows is the
     whole-scene map, so a window placed wrongly or weighted with the wrong shape shows up.
-    Rows and columns of unequal sizes, in mixed order (the fast grid's rows are unequal too)."""
+    Rows and columns of unequal sizes, two windows per forward pass (the fast grid's rows
+    are unequal too)."""
     from rsseg.infer import PredictOptions
     from rsseg.infer.stream import run_grid
 
-    predictor = make_predictor(window=64, keep=48, batch_size=3, kernel=1)
+    predictor = make_predictor(window=64, keep=48, batch_size=20, kernel=1)
     image = random_image(150, 215)
     out = np.full((150, 215), 255, np.uint8)
 
     def emit(y0, y1, classes, probs, raw):
         out[y0:y1] = classes
 
-    grid = Grid(150, 215, (64, 48, 48), (64, 48, 64, 48), 8)
+    grid = Grid(150, 215, (48, 64, 48), (64, 64, 48, 48), 8)  # a short strip, then a tall one
+    assert grid.col_batches(12) == [[0, 1], [2, 3]]  # batch_size_for: 20 x 64² // 80² = 12
     run_grid(predictor, ArraySource(image), grid, emit, options=PredictOptions(mode="fast", blend=blend))
     np.testing.assert_array_equal(out, whole_scene(predictor, image))
     assert plan_grid(150, 215, "fast", 64, 48, 64).row_sizes == (64, 48, 48)
