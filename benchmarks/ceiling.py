@@ -63,7 +63,7 @@ def flops_per_pixel(checkpoint: Path, side: int = 256) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from rsseg.checkpoint import load_predictor
+    from rsseg.trained.checkpoint import load_predictor
 
     predictor = load_predictor(checkpoint)
     x = torch.zeros(1, predictor.in_channels, side, side)

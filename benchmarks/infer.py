@@ -147,11 +147,11 @@ def child(args: argparse.Namespace) -> None:
 
     _, mode, low_memory, engine = SPECS[args.run]
     if engine.startswith("onnx"):  # torch is never imported on this path
-        from rsseg.onnx_engine import load_onnx_predictor
+        from rsseg.trained.onnx_engine import load_onnx_predictor
 
         predictor = load_onnx_predictor(args.checkpoint)
     else:
-        from rsseg.checkpoint import load_predictor
+        from rsseg.trained.checkpoint import load_predictor
 
         predictor = load_predictor(args.checkpoint)
     out = Path(args.out)
@@ -191,7 +191,7 @@ def trained_checkpoint(work: Path, epochs: int) -> Path:
     """The demo's U-Net trained for ``epochs`` on the demo's synthetic data (cached)."""
     from rsseg.config import load_config
     from rsseg.demo import demo_config_path
-    from rsseg.train import train
+    from rsseg.training.train import train
 
     ckpt = work / "runs" / "bench" / "checkpoints" / "best.ckpt"
     if not ckpt.exists():
@@ -205,7 +205,7 @@ def trained_checkpoint(work: Path, epochs: int) -> Path:
 
 def onnx_model(work: Path, ckpt: Path) -> Path:
     """The checkpoint exported to ONNX (and verified against torch) for the c-onnx variants."""
-    from rsseg.export import export_onnx
+    from rsseg.trained.export import export_onnx
 
     path = work / "model.onnx"
     print(f"exporting {ckpt} -> {path}", flush=True)
@@ -215,7 +215,7 @@ def onnx_model(work: Path, ckpt: Path) -> Path:
 def int8_model(work: Path, onnx_path: Path) -> Path:
     """The ONNX file quantized to int8, calibrated on the demo training images (the model's own
     training imagery; with --checkpoint and no demo data there, on the synthetic scenes)."""
-    from rsseg.quantize import quantize_onnx
+    from rsseg.trained.quantize import quantize_onnx
 
     images = sorted((work / "data" / "train" / "images").glob("*.tif")) or sorted(work.glob("synthetic_*x*[0-9].tif"))
     path = work / "model-int8.onnx"

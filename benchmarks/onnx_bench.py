@@ -1,6 +1,6 @@
 """torch fp32 vs onnxruntime latency for the U-Net on this machine, with their agreement.
 
-Exports a randomly initialised U-Net through ``rsseg.export`` (the same path as
+Exports a randomly initialised U-Net through ``rsseg.trained.export`` (the same path as
 ``rsseg export``), then times one inference batch in each engine:
     .venv/bin/python benchmarks/onnx_bench.py --width 16 --batch 8 --tile 224
 """
@@ -16,10 +16,10 @@ import torch
 
 from rsseg.classes import ClassTable
 from rsseg.config import UNetConfig
-from rsseg.export import export_predictor
+from rsseg.trained.export import export_predictor
 from rsseg.models import build_model
-from rsseg.onnx_engine import load_onnx_predictor
-from rsseg.predictor import Predictor
+from rsseg.trained.onnx_engine import load_onnx_predictor
+from rsseg.trained.predictor import Predictor
 
 
 def best_of(fn, repeats: int) -> float:

@@ -74,7 +74,7 @@ def base_config(args: argparse.Namespace, name: str) -> dict[str, Any]:
 
 def finetune(args: argparse.Namespace, name: str, pretrained: str | None, minutes: float, frozen: bool) -> dict:
     from rsseg.evaluate import evaluate
-    from rsseg.train import train
+    from rsseg.training.train import train
 
     done = _finished(args.out / "runs" / name)
     if done is not None:  # an interrupted benchmark resumes: finished arms are not retrained
@@ -98,7 +98,7 @@ def _finished(run_dir: Path) -> dict | None:
     seconds = json.loads(timings.read_text())
     if "evaluate test" not in seconds:
         return None
-    from rsseg.checkpoint import read_checkpoint
+    from rsseg.trained.checkpoint import read_checkpoint
 
     epoch = read_checkpoint(run_dir / "checkpoints" / "last.ckpt").get("epoch")
     return {"miou": json.loads(metrics.read_text())["miou"], "minutes": seconds["train"] / 60,

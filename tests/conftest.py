@@ -37,7 +37,7 @@ def tiny_config_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_run(tiny_config_path: Path):
     """A one-epoch training run on tiny synthetic data (the training smoke test's output)."""
     from rsseg.config import load_config
-    from rsseg.train import train
+    from rsseg.training.train import train
 
     cfg = load_config(tiny_config_path)
     return train(cfg, config_name="tiny", progress=False)
@@ -48,7 +48,7 @@ def trained(tiny_config_path):
     """The tiny config trained for 3 epochs (~10 s): the 1-epoch ``tiny_run`` still predicts
     one class everywhere, which would make agreement and seam checks vacuous."""
     from rsseg.config import load_config
-    from rsseg.train import train
+    from rsseg.training.train import train
 
     cfg = load_config(tiny_config_path, ["train.epochs=3", "optim.lr=0.01", "output.name=tiny3"])
     return train(cfg, config_name="tiny3", progress=False).best_checkpoint

@@ -14,7 +14,7 @@ from rasterio.transform import Affine
 from torch import nn
 
 from rsseg.classes import ClassTable
-from rsseg.predictor import Predictor
+from rsseg.trained.predictor import Predictor
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "infer.py"
 K = 4

@@ -19,7 +19,7 @@ def _ceiling():
 def test_flops_per_pixel_counts_every_convolution(tiny_run):
     """Against a count by hand: 2 x output elements x (input channels x kernel area) per
     Conv2d, 2 x input elements x (output channels x kernel area) per ConvTranspose2d."""
-    from rsseg.checkpoint import load_predictor
+    from rsseg.trained.checkpoint import load_predictor
 
     ceiling = _ceiling()
     model = load_predictor(tiny_run.best_checkpoint).model.eval()

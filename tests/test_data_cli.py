@@ -68,7 +68,7 @@ def test_check_finds_every_kind_of_problem_and_exclusions_keep_training_off_them
     result = invoke("check", config, "--set", f"data.exclude={excl}", "--out", str(report))
     assert result.exit_code == 0, result.output
     assert json.loads(report.read_text())["excluded"] == sorted(f"img/{s}" for s in broken.BROKEN)
-    from rsseg.train import train
+    from rsseg.training.train import train
 
     run = train(load_config(config, [f"data.exclude={excl}"]), progress=False)
     assert run.skipped == [] and run.last_checkpoint.exists()
@@ -158,7 +158,7 @@ def test_balance_list_is_the_training_subset(tmp_path, monkeypatch):
     assert {(ds.scenes[c.scene].id, c.row, c.col) for c in ds.chips} == tiles
     # and training reads no other chip
     from rsseg.data.tiles import TileDataset
-    from rsseg.train import train
+    from rsseg.training.train import train
 
     read = []
     original = TileDataset.read_chip

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from rsseg.checkpoint import load_predictor
+from rsseg.trained.checkpoint import load_predictor
 from rsseg.classes import ClassTable
 from rsseg.cli import app
 from rsseg.errors import RsSegError

@@ -11,21 +11,21 @@ import rasterio
 import torch
 from torch import nn
 
-from rsseg.checkpoint import load_predictor
+from rsseg.trained.checkpoint import load_predictor
 from rsseg.classes import ClassTable
 from rsseg.errors import RsSegError
-from rsseg.export import export_onnx, export_predictor, trace_shape
+from rsseg.trained.export import export_onnx, export_predictor, trace_shape
 from rsseg.infer import border_corrected_predict, predict_file, read_image
 from rsseg.models.unet import UNet
 from rsseg.models.zoo import PadToStride
-from rsseg.onnx_engine import (
+from rsseg.trained.onnx_engine import (
     METADATA_KEY,
     OrtModule,
     load_any_predictor,
     load_onnx_predictor,
     predictor_for,
 )
-from rsseg.predictor import Predictor
+from rsseg.trained.predictor import Predictor
 
 CLASSES = ClassTable(names=("a", "b", "c"), colors=((255, 0, 0), (0, 255, 0), (0, 0, 255)))
 

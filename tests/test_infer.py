@@ -31,7 +31,7 @@ from rsseg.infer.reader import ArraySource, StripReader
 from rsseg.infer.stitch import ramp
 from rsseg.infer.windows import Grid, balanced_sizes, equal_sizes
 from rsseg.models.unet import UNet
-from rsseg.predictor import Predictor
+from rsseg.trained.predictor import Predictor
 
 
 @pytest.mark.parametrize("shape", [(300, 517), (224, 448), (50, 70), (448, 224), (225, 1)])
@@ -320,7 +320,7 @@ def test_numpy_models_run_without_torch_ops_and_agree(options, tmp_path):
 
 def test_inference_batch_is_one_on_cpu_unless_configured(tiny_run):
     """`infer.batch_size: null` (the default) -> 1 window per pass on a CPU, 8 on a GPU."""
-    from rsseg.checkpoint import load_predictor
+    from rsseg.trained.checkpoint import load_predictor
     from rsseg.config import load_config
     from rsseg.runtime import inference_batch_size
 

@@ -7,7 +7,7 @@ import pytest
 import rasterio
 import torch
 
-from rsseg.checkpoint import load_predictor
+from rsseg.trained.checkpoint import load_predictor
 from rsseg.data.synthetic import generate_scene, write_scene
 from rsseg.infer import predict_file, predict_files, seam_score
 
@@ -111,7 +111,7 @@ def test_onnx_model_predicts_without_importing_torch(trained, scenes, tmp_path):
     import subprocess
     import sys
 
-    from rsseg.export import export_onnx
+    from rsseg.trained.export import export_onnx
 
     model = export_onnx(trained, tmp_path / "model.onnx")
     args = ["--mode", "fast", "--fast-tile", "256", "--tta", "--probabilities", "--threads", "1"]

@@ -6,7 +6,7 @@ import numpy as np
 
 from rsseg.classes import ClassTable
 from rsseg.infer.input_range import MAX_OUTSIDE, InputRangeCheck
-from rsseg.predictor import Predictor
+from rsseg.trained.predictor import Predictor
 
 
 class _Numpy:

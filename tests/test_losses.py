@@ -20,7 +20,7 @@ from rsseg.classes import IGNORE_INDEX
 from rsseg.config import LossConfig, load_config
 from rsseg.data.priors import class_pixel_counts
 from rsseg.errors import RsSegError
-from rsseg.losses import LOSSES, WeightedSum, build_loss, class_weights_from_counts
+from rsseg.training.losses import LOSSES, WeightedSum, build_loss, class_weights_from_counts
 
 NAMES = ["ce", "focal", "dice", "jaccard", "lovasz"]
 

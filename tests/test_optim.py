@@ -6,10 +6,10 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
 
-from rsseg.callbacks import FreezeEncoder, training_callbacks
+from rsseg.training.callbacks import FreezeEncoder, training_callbacks
 from rsseg.config import load_config
 from rsseg.errors import RsSegError
-from rsseg.optim import build_optimizer
+from rsseg.training.optim import build_optimizer
 
 
 class _Trainer:
@@ -90,9 +90,9 @@ def test_freeze_keeps_encoder_weights_and_batchnorm_statistics(tiny_config_path)
     """
     import lightning as L
 
-    from rsseg.checkpoint import read_checkpoint
+    from rsseg.trained.checkpoint import read_checkpoint
     from rsseg.models import build_model, encoder_of
-    from rsseg.train import train
+    from rsseg.training.train import train
 
     cfg = load_config(tiny_config_path, ["train.freeze_encoder=true", "output.name=frozen"])
     result = train(cfg, config_name="frozen", progress=False)
@@ -153,7 +153,7 @@ def test_time_schedule_trains_end_to_end_and_logs_a_falling_lr(tiny_config_path)
     """With Lightning's real Timer: the run trains, and the logged LR falls below the start."""
     import csv
 
-    from rsseg.train import train
+    from rsseg.training.train import train
 
     cfg = load_config(tiny_config_path, ["train.max_minutes=5", "train.epochs=2",
                                          "optim.interval=time", "output.name=timed",

@@ -12,10 +12,10 @@ import pytest
 import rasterio
 
 from rsseg.errors import RsSegError
-from rsseg.export import export_onnx
+from rsseg.trained.export import export_onnx
 from rsseg.infer import predict_file
-from rsseg.onnx_engine import METADATA_KEY, load_onnx_predictor
-from rsseg.quantize import quantize_onnx
+from rsseg.trained.onnx_engine import METADATA_KEY, load_onnx_predictor
+from rsseg.trained.quantize import quantize_onnx
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from rsseg.checkpoint import load_predictor
+from rsseg.trained.checkpoint import load_predictor
 from rsseg.infer import predict_file
 
 

@@ -196,7 +196,7 @@ def test_wrong_band_count_names_the_file(tiny_run, fast_ckpt, tmp_path):
 
 
 def test_backbone_embeddings_of_an_smp_unet_resnet18(tiny_run, tmp_path):
-    from rsseg.checkpoint import load_predictor
+    from rsseg.trained.checkpoint import load_predictor
     from rsseg.infer import read_image
     from rsseg.models import encoder_of
 

@@ -32,7 +32,7 @@ from rsseg.errors import RsSegError
 from rsseg.models import build_model, encoder_of
 from rsseg.ssl.data import UnlabelledTiles, footprint_partners, scan_rasters
 from rsseg.ssl.export import check_pretrained_file, export_encoder, read_metadata
-from rsseg.ssl.features import compatible_models, encoder_signature, pooled_embedding
+from rsseg.models.encoders import compatible_models, encoder_signature, pooled_embedding
 from rsseg.ssl.pretrain import collect_rasters, pretrain
 from rsseg.ssl.probe import probe
 
@@ -122,7 +122,7 @@ def test_resume_continues_the_run(tiny_ssl):
 
 
 def test_exported_encoder_metadata_and_freeze_encoder_keeps_it(tiny_ssl, tmp_path):
-    from rsseg.train import train
+    from rsseg.training.train import train
 
     cfg, _, result = tiny_ssl
     meta = read_metadata(result.encoder)

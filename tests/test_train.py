@@ -8,11 +8,11 @@ import rasterio
 import torch
 import yaml
 
-from rsseg.checkpoint import load_predictor, read_checkpoint
+from rsseg.trained.checkpoint import load_predictor, read_checkpoint
 from rsseg.config import load_config
 from rsseg.errors import RsSegError
 from rsseg.evaluate import evaluate
-from rsseg.train import train
+from rsseg.training.train import train
 
 
 def test_one_epoch_training_writes_run_directory(tiny_run):

@@ -39,14 +39,14 @@ def run_demo(
     progress: bool = True,
 ) -> DemoSummary:
     """Run every stage into ``out`` (re-running replaces the previous demo run)."""
-    from rsseg.checkpoint import load_predictor
+    from rsseg.trained.checkpoint import load_predictor
     from rsseg.config import load_config
     from rsseg.data.sources import get_source
     from rsseg.data.synthetic import generate_large_scene
     from rsseg.evaluate import evaluate
     from rsseg.infer import predict_files
     from rsseg.metrics import format_metrics_table
-    from rsseg.train import train
+    from rsseg.training.train import train
 
     console = console or Console()
     out = ensure_writable_dir(Path(out)).resolve()

@@ -20,7 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from rsseg.checkpoint import load_predictor
+from rsseg.trained.checkpoint import load_predictor
 from rsseg.config import Config
 from rsseg.data.datasets.tables import metric_classes
 from rsseg.data.sources import get_source

@@ -111,14 +111,14 @@ def _run_one(sweep: Sweep, name: str, overrides: list[str], out_dir: Path, progr
     from rsseg.config import load_config
     from rsseg.evaluate import evaluate
     from rsseg.models import count_parameters
-    from rsseg.train import train
+    from rsseg.training.train import train
 
     cfg = load_config(sweep.base, [*sweep.common, *overrides, f"output.dir={out_dir}", f"output.name={name}"])
     run_dir = out_dir / name
     resume = run_dir if (run_dir / "checkpoints" / "last.ckpt").exists() else None
     trained = train(cfg, config_name=name, resume=resume, progress=progress)
     ev = evaluate(trained.best_checkpoint, config=cfg, split=sweep.split, progress=progress)
-    from rsseg.checkpoint import load_predictor
+    from rsseg.trained.checkpoint import load_predictor
 
     params = count_parameters(load_predictor(trained.best_checkpoint, config=cfg).model)
     metrics = ev.metrics

@@ -37,7 +37,7 @@ from rsseg.infer.stitch import HardStitcher
 from rsseg.infer.stream import gdal_cache_bytes
 from rsseg.infer.writers import write_error
 from rsseg.io import atomic_path, atomic_write_text, ensure_writable_dir
-from rsseg.predictor import Predictor
+from rsseg.trained.predictor import Predictor
 
 LAYERS = ("logits", "probs")
 DEFAULT_MAX_SIDE = 1024

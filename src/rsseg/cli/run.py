@@ -22,7 +22,7 @@ def train(
 ) -> None:
     """Train a model; writes a run directory with checkpoints, logs and the resolved config."""
     from rsseg.config import load_config
-    from rsseg.train import train as run_train
+    from rsseg.training.train import train as run_train
 
     cfg = load_config(config, overrides or [])
     result = run_train(cfg, config_name=config.stem, resume=resume)
@@ -114,7 +114,7 @@ def export(
     ] = None,
 ) -> None:
     """Export a checkpoint to ONNX (dynamic batch, height, width), checked against torch."""
-    from rsseg.export import export_onnx
+    from rsseg.trained.export import export_onnx
 
     console.print(f"ONNX model: {export_onnx(checkpoint, onnx_path, opset=opset, window=window)}")
 
@@ -131,7 +131,7 @@ def quantize(
     ] = 0.99,
 ) -> None:
     """Quantize an exported model to int8 for faster CPU prediction (onnxruntime; no torch)."""
-    from rsseg.quantize import quantize_onnx
+    from rsseg.trained.quantize import quantize_onnx
 
     result = quantize_onnx(model, images, out, windows=windows, min_agreement=min_agreement)
     console.print(f"int8 model: {result.path} (agrees with fp32 on {result.agreement:.3%} of "

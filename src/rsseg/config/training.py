@@ -12,13 +12,13 @@ LossName = Literal["ce", "focal", "dice", "jaccard", "lovasz"]
 
 
 class LossTerm(Section):
-    name: LossName = Field(description="Loss from the registry (`rsseg.losses.LOSSES`).")
+    name: LossName = Field(description="Loss from the registry (`rsseg.training.losses.LOSSES`).")
     weight: float = Field(1.0, gt=0, description="Factor of this loss in the weighted sum.")
 
 
 class LossConfig(Section):
     name: LossName = Field(
-        "ce", description="Loss from the registry (`rsseg.losses.LOSSES`); unused when `terms` is set."
+        "ce", description="Loss from the registry (`rsseg.training.losses.LOSSES`); unused when `terms` is set."
     )
     terms: list[LossTerm] | None = Field(
         None,

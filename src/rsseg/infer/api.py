@@ -15,7 +15,7 @@ from rsseg.infer.options import PredictOptions, SceneResult, ScenesFailed
 from rsseg.infer.reader import RasterSource, check_input
 from rsseg.infer.stream import predict_array, predict_scene
 from rsseg.io import ensure_writable_dir
-from rsseg.predictor import Predictor
+from rsseg.trained.predictor import Predictor
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int], None]

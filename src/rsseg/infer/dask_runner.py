@@ -23,7 +23,7 @@ from rsseg.errors import RsSegError
 from rsseg.infer.loading import load_model
 from rsseg.infer.options import PredictOptions, SceneResult
 from rsseg.infer.stream import predict_scene
-from rsseg.predictor import Predictor
+from rsseg.trained.predictor import Predictor
 
 Report = Callable[[str, int, SceneResult | None], None]
 

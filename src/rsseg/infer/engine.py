@@ -17,7 +17,7 @@ import numpy as np
 from rsseg.errors import RsSegError
 from rsseg.infer.reader import Strip
 from rsseg.infer.windows import Grid
-from rsseg.predictor import Predictor
+from rsseg.trained.predictor import Predictor
 
 #: The 8 symmetries of the square: (quarter turns, horizontal flip first).
 D4 = tuple((k, flip) for flip in (False, True) for k in range(4))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rsseg.predictor import Predictor
+from rsseg.trained.predictor import Predictor
 
 #: a pixel is outside when a band is beyond the calibrated range widened by this share of
 #: its span on each side (the extremes of a small calibration sample are not hard limits)

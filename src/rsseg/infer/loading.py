@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rsseg.predictor import Predictor
+from rsseg.trained.predictor import Predictor
 
 
 def load_model(path: Path, device: str | None = None, engine: str = "auto",
@@ -14,11 +14,11 @@ def load_model(path: Path, device: str | None = None, engine: str = "auto",
     """``engine``: ``auto`` (by suffix: ``.onnx`` -> onnxruntime), ``torch`` or ``onnx``;
     ``threads``: onnxruntime's intra-op threads (torch models follow torch's setting)."""
     try:
-        from rsseg.onnx_engine import predictor_for
+        from rsseg.trained.onnx_engine import predictor_for
     except ImportError:  # pragma: no cover - a build without the ONNX engine
         import torch
 
-        from rsseg.checkpoint import load_predictor
+        from rsseg.trained.checkpoint import load_predictor
 
         return load_predictor(Path(path), device=torch.device(device) if device else None)
     return predictor_for(Path(path), engine, device, threads=threads)  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from rsseg.infer.windows import (
     check_border,
     plan_grid,
 )
-from rsseg.predictor import Predictor
+from rsseg.trained.predictor import Predictor
 
 #: Pixels per forward pass with ``low_memory``: 4 windows of 256 px, or one of 512 px. The demo
 #: U-Net's activations take about 0.5 kB a pixel (torch or onnxruntime), so about 130 MB.

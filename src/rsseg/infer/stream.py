@@ -36,7 +36,7 @@ from rsseg.infer.writers import (
     write_error,
 )
 from rsseg.io import atomic_path, ensure_writable_dir
-from rsseg.predictor import Predictor
+from rsseg.trained.predictor import Predictor
 
 MiB = 2**20
 log = logging.getLogger(__name__)

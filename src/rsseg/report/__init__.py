@@ -82,7 +82,7 @@ def try_write_report(run_dir: Path) -> Path | None:
 
 def write_report(run_dir: Path, *, samples: int = 3) -> Path:
     """(Re)write ``RUN/report.html`` from what the run directory holds; return its path."""
-    from rsseg.checkpoint import load_predictor
+    from rsseg.trained.checkpoint import load_predictor
     from rsseg.data.datasets.tables import metric_classes
     from rsseg.data.sources import get_source
     from rsseg.report.samples import sample_figures
@@ -174,7 +174,7 @@ def write_comparison(run_dirs: list[Path], out: Path) -> Path:
     colors = {}
     ckpt = _checkpoint(Path(run_dirs[0]))
     if ckpt is not None:
-        from rsseg.checkpoint import read_checkpoint
+        from rsseg.trained.checkpoint import read_checkpoint
 
         table = read_checkpoint(ckpt)["hyper_parameters"]["classes"]
         colors = {n: "#{:02x}{:02x}{:02x}".format(*c) for n, c in zip(table["names"], table["colors"], strict=True)}

@@ -256,7 +256,7 @@ def build_index(
         TimeRemainingColumn,
     )
 
-    from rsseg.checkpoint import load_predictor
+    from rsseg.trained.checkpoint import load_predictor
 
     stride = stride or tile
     if tile <= 0 or stride <= 0:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsseg.errors import RsSegError
-from rsseg.predictor import Predictor
+from rsseg.trained.predictor import Predictor
 
 #: DINO ViTs of the seed -> timm architecture.
 DINO_ARCHS = {

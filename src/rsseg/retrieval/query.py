@@ -92,7 +92,7 @@ class Searcher:
 
     @cached_property
     def predictor(self):
-        from rsseg.checkpoint import load_predictor
+        from rsseg.trained.checkpoint import load_predictor
         from rsseg.retrieval.build import effective_classes
 
         if not self.checkpoint.is_file():

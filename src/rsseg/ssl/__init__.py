@@ -7,7 +7,7 @@
 """
 
 from rsseg.ssl.export import check_pretrained_file, export_encoder, read_metadata
-from rsseg.ssl.features import compatible_models, encoder_features, encoder_signature
+from rsseg.models.encoders import compatible_models, encoder_features, encoder_signature
 from rsseg.ssl.pretrain import PretrainResult, load_pretrain_config, pretrain
 from rsseg.ssl.probe import ProbeResult, probe
 

@@ -21,7 +21,7 @@ from torch import nn
 from rsseg.errors import RsSegError
 from rsseg.io import atomic_path
 from rsseg.models import encoder_of
-from rsseg.ssl.features import describe_signature, encoder_signature
+from rsseg.models.encoders import describe_signature, encoder_signature
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from rsseg import __version__
 from rsseg.config import Config
 from rsseg.config.pretrain import PretrainConfig
 from rsseg.models import build_model, encoder_of
-from rsseg.ssl.features import encoder_features, feature_widths
+from rsseg.models.encoders import encoder_features, feature_widths
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:

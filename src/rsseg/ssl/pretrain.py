@@ -1,6 +1,6 @@
 """``pretrain()``: self-supervised pretraining of a config's encoder into a run directory.
 
-Same conventions as ``rsseg.train``: one run directory (``config.yaml``, ``checkpoints/last.ckpt``,
+Same conventions as ``rsseg.training.train``: one run directory (``config.yaml``, ``checkpoints/last.ckpt``,
 ``logs/``), resumable with ``resume=RUN``, a wall-clock budget, rich progress, bf16 autocast
 only where native (``rsseg.runtime``) and channels_last on CPUs. The encoder is exported to
 ``RUN/encoder.safetensors`` after every epoch and at the end (``rsseg.ssl.export``), so a run
@@ -42,7 +42,7 @@ from rsseg.ssl.data import (
 )
 from rsseg.ssl.export import export_encoder
 from rsseg.ssl.method import SimCLRTask
-from rsseg.train import _merge_csv_log, _preserve_csv_log, _quiet_lightning, new_run_dir
+from rsseg.training.train import _merge_csv_log, _preserve_csv_log, _quiet_lightning, new_run_dir
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from rsseg.models import build_model
 from rsseg.models.pretrained import weights_sources
 from rsseg.runtime import use_bf16
 from rsseg.ssl.export import check_pretrained_file
-from rsseg.ssl.features import encoder_features, feature_widths, pad_to_stride
+from rsseg.models.encoders import encoder_features, feature_widths, pad_to_stride
 
 log = logging.getLogger(__name__)
 RANDOM = ("none", "random", "scratch")

@@ -31,7 +31,7 @@ from rsseg.errors import RsSegError
 from rsseg.io import atomic_path
 from rsseg.models.unet import UNet
 from rsseg.models.zoo import PadToStride
-from rsseg.onnx_engine import (
+from rsseg.trained.onnx_engine import (
     INPUT_NAME,
     METADATA_FORMAT,
     METADATA_KEY,
@@ -39,7 +39,7 @@ from rsseg.onnx_engine import (
     open_session,
     ort_errors,
 )
-from rsseg.predictor import Predictor
+from rsseg.trained.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def export_onnx(checkpoint: Path, out: Path, *, opset: int | None = None, window
     ``window`` replaces the checkpoint's inference window in the metadata; the kept centre
     shrinks or grows with it so the Border Correction margin stays the same.
     """
-    from rsseg.checkpoint import load_predictor
+    from rsseg.trained.checkpoint import load_predictor
 
     checkpoint = Path(checkpoint)
     predictor = load_predictor(checkpoint, device=torch.device("cpu"))

@@ -34,7 +34,7 @@ from rsseg.errors import RsSegError
 from rsseg.infer.engine import check_bands
 from rsseg.infer.reader import READ_ERRORS, check_input
 from rsseg.io import atomic_path, ensure_writable_dir
-from rsseg.onnx_engine import (
+from rsseg.trained.onnx_engine import (
     METADATA_KEY,
     OrtModule,
     load_onnx_predictor,
@@ -42,7 +42,7 @@ from rsseg.onnx_engine import (
     ort_errors,
     read_metadata,
 )
-from rsseg.predictor import Predictor
+from rsseg.trained.predictor import Predictor
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from rsseg.classes import ClassTable
 from rsseg.config import Config
 from rsseg.errors import RsSegError
 from rsseg.models import build_model
-from rsseg.predictor import Predictor
+from rsseg.trained.predictor import Predictor
 from rsseg.runtime import default_device, inference_batch_size, use_bf16, use_channels_last
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from rsseg.classes import ClassTable
 from rsseg.errors import RsSegError
-from rsseg.predictor import Predictor
+from rsseg.trained.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -234,14 +234,14 @@ def predictor_for(path: Path, engine: Engine = "auto", device: Any = None, *,
             raise RsSegError(f"{path} is an ONNX model: use --engine onnx, or pass the .ckpt checkpoint")
         import torch
 
-        from rsseg.checkpoint import load_predictor
+        from rsseg.trained.checkpoint import load_predictor
 
         return load_predictor(path, device=torch.device(device) if device is not None else None)
     if engine != "onnx":
         raise RsSegError(f"unknown engine '{engine}'; choose torch or onnx")
     if is_onnx:
         return load_onnx_predictor(path, device, threads=threads)
-    from rsseg.export import export_onnx
+    from rsseg.trained.export import export_onnx
 
     with tempfile.TemporaryDirectory(prefix="rsseg-onnx-") as tmp:
         onnx_path = export_onnx(path, Path(tmp) / f"{path.stem}.onnx")

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from rsseg import __version__
 from rsseg.allocator import warm_allocator
-from rsseg.callbacks import training_callbacks
+from rsseg.training.callbacks import training_callbacks
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.config import Config
 from rsseg.data.datasets.tables import metric_classes
@@ -28,10 +28,10 @@ from rsseg.data.sources import get_source
 from rsseg.data.subset import select_training_chips
 from rsseg.errors import RsSegError
 from rsseg.io import atomic_path, atomic_write_text, ensure_writable_dir
-from rsseg.losses import build_loss
+from rsseg.training.losses import build_loss
 from rsseg.metrics import ConfusionMatrix, compute_metrics
 from rsseg.models import build_model
-from rsseg.optim import build_optimizer
+from rsseg.training.optim import build_optimizer
 from rsseg.runtime import use_bf16, use_channels_last
 
 log = logging.getLogger(__name__)

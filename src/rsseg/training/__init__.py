@@ -1,0 +1,1 @@
+"""Supervised training: the Lightning module and ``train()``, losses, optimisers, callbacks."""
