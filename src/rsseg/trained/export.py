@@ -1,4 +1,4 @@
-"""Export a checkpoint to a self-contained ONNX file that ``rsseg.onnx_engine`` can predict with.
+"""Export a checkpoint to a self-contained ONNX file that ``rsseg.trained.onnx_engine`` can predict with.
 
 Exporter: the TorchScript-based one (``torch.onnx.export(..., dynamo=False)``). Measured with
 torch 2.15: it exports the seed U-Net, SMP U-Net/resnet18 and SegFormer-b0 with dynamic batch,

@@ -3,7 +3,7 @@
 The session is wrapped in a numpy model (``OrtModule``) so a ``Predictor`` built from it runs
 through the same Border Correction code (``rsseg.infer``) as a torch model. Everything else a
 predictor needs (classes, bands, normalisation, window/keep) comes from the JSON that
-``rsseg.export`` stores in the ONNX file's ``metadata_props`` under :data:`METADATA_KEY`.
+``rsseg.trained.export`` stores in the ONNX file's ``metadata_props`` under :data:`METADATA_KEY`.
 
 Loading and running an ``.onnx`` file never imports torch (only converting a checkpoint
 does): ``import torch`` alone is about 0.55 GB of resident memory with the CUDA wheel, several
@@ -196,7 +196,7 @@ def load_onnx_predictor(path: Path, device: Any = None, *, threads: int | None =
 
 
 def _input_range(meta: dict, bands: int, path: Path) -> tuple[list[float], list[float]] | None:
-    """The calibrated input range of an int8 file (``rsseg.quantize``); None for fp32 files
+    """The calibrated input range of an int8 file (``rsseg.trained.quantize``); None for fp32 files
     and for int8 files written before the range was recorded."""
     value = (meta.get("quantized") or {}).get("input_range")
     if value is None:

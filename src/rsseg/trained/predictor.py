@@ -1,7 +1,7 @@
 """A trained model packaged with everything needed to turn raw pixels into class indices.
 
 torch is imported only for torch models: a ``Predictor`` around a numpy model (the
-onnxruntime engine, ``rsseg.onnx_engine``) runs without it, so ``rsseg predict model.onnx``
+onnxruntime engine, ``rsseg.trained.onnx_engine``) runs without it, so ``rsseg predict model.onnx``
 never pays the ~0.55 GB of resident memory that ``import torch`` costs with the CUDA wheel.
 """
 
@@ -28,7 +28,7 @@ class Predictor:
 
     ``model`` is a ``torch.nn.Module`` or a *numpy model*: a callable with a true
     ``takes_numpy`` attribute mapping float32 (B, C, h, w) arrays to float32 logits
-    (B, K, h, w), such as ``rsseg.onnx_engine.OrtModule``. ``device`` is a ``torch.device``
+    (B, K, h, w), such as ``rsseg.trained.onnx_engine.OrtModule``. ``device`` is a ``torch.device``
     (or its name) for torch models; numpy models run where they run.
     """
 

@@ -41,7 +41,7 @@ class SegmentationTask(L.LightningModule):
     """Model + loss + optimiser; validation mIoU from an exact confusion matrix.
 
     The hyper-parameters (config, class table, bands, normalisation) travel inside every
-    checkpoint, so a checkpoint alone is enough to predict (``rsseg.checkpoint``).
+    checkpoint, so a checkpoint alone is enough to predict (``rsseg.trained.checkpoint``).
     """
 
     def __init__(
