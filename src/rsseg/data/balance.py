@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from rsseg.classes import IGNORE_INDEX
+from rsseg.data.grid import grid_positions
 from rsseg.errors import RsSegError
 
 #: EBB scores closer than this (nats) are ties, broken by the lowest tile index, so that
@@ -186,12 +187,10 @@ def tile_histograms(
     """Cut a class mask into ``granularity``-pixel tiles: ((T, C) int64 counts, (T, 2) origins).
 
     This is the seed's granularity (512 in seed 000). Origins follow
-    ``rsseg.data.tiles.grid_positions``, the grid the training chips use, so the remainder of
+    ``rsseg.data.grid.grid_positions``, the grid the training chips use, so the remainder of
     a side that is not a multiple of the tile is covered too. ``ignore_index`` pixels are
     not counted; any other value outside the classes is an error.
     """
-    from rsseg.data.tiles import grid_positions  # torch/rasterio: only when tiling
-
     m = np.asarray(mask)
     if m.ndim != 2 or not np.issubdtype(m.dtype, np.integer):
         raise RsSegError(f"mask must be a 2-D integer array, got {m.dtype} {m.shape}")

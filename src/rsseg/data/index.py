@@ -14,17 +14,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
 from rsseg.data.cache import Cache, digest, file_key
 from rsseg.data.codecs import MaskCodec
+from rsseg.data.grid import grid_positions
 from rsseg.data.rasters import RasterReader, chunk_windows
+from rsseg.data.scene import Scene
 from rsseg.errors import RsSegError
-
-if TYPE_CHECKING:
-    from rsseg.data.datasets.base import Scene
 
 log = logging.getLogger(__name__)
 INDEX_FILE = "scenes.json"
@@ -177,8 +176,6 @@ def chip_origins(records: Sequence[dict], keys: Sequence[str], tile: int, cache:
 
     Returns the chips and whether they came from the cache.
     """
-    from rsseg.data.tiles import grid_positions
-
     name = f"chips-{digest([list(keys), tile])[:20]}.npy"
     cached = cache.load_array(name)
     if cached is not None and cached.ndim == 2 and cached.shape[1] == 3:

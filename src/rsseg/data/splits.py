@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rsseg.data.scene import Scene
 from rsseg.errors import RsSegError
 
 if TYPE_CHECKING:
     from rsseg.config.data import SplitConfig
-    from rsseg.data.datasets.base import Scene
 
 SPLITS = ("train", "val", "test")
 DEFAULT_RATIOS = (0.7, 0.15, 0.15)

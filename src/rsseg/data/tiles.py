@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.data.cache import Cache
 from rsseg.data.codecs import IndexCodec, MaskCodec, read_mask
-from rsseg.data.datasets.base import Scene
+from rsseg.data.grid import grid_positions
 from rsseg.data.index import (
     Skipped,
     band_mean_std,
@@ -33,6 +33,7 @@ from rsseg.data.index import (
     class_counts,
 )
 from rsseg.data.rasters import RasterReader, open_raster
+from rsseg.data.scene import Scene
 from rsseg.errors import RsSegError
 
 log = logging.getLogger(__name__)
@@ -62,18 +63,6 @@ class ChipGrid(Sequence[Chip]):
             return ChipGrid(self.origins[index])
         s, r, c = self.origins[index]
         return Chip(int(s), int(r), int(c))
-
-
-def grid_positions(length: int, tile: int) -> list[int]:
-    """Chip origins covering ``[0, length)`` with ``ceil(length / tile)`` evenly spread chips.
-
-    Unlike a plain non-overlapping grid this never drops the remainder of a scene whose side
-    is not a multiple of the chip size; chips overlap by less than one chip in total.
-    """
-    if length <= tile:
-        return [0]
-    n = -(-length // tile)
-    return [round(k * (length - tile) / (n - 1)) for k in range(n)]
 
 
 class TileDataset(Dataset):

@@ -1,7 +1,7 @@
 """Unlabelled tiles for self-supervised pretraining: two views per tile, read lazily.
 
 Every image (a dataset's scenes, masks unused, and any GeoTIFF/JPEG/PNG files) is covered by
-a grid of ``tile_size`` regions (``rsseg.data.tiles.grid_positions``), each randomly shifted
+a grid of ``tile_size`` regions (``rsseg.data.grid.grid_positions``), each randomly shifted
 per draw and read through a raster window (JPEG/PNG are decoded whole into a per-process LRU).
 Both views of a sample are random resized crops of the region (``crop_scale``, resized to
 ``view_size``) followed by the photometric and D4 augmentation of ``pretrain.augment``.

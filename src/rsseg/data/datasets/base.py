@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -19,33 +18,16 @@ from rasterio.windows import Window
 
 from rsseg.classes import ClassTable
 from rsseg.config import DataConfig
+from rsseg.data.augment import build_augment
 from rsseg.data.cache import default_cache_root, digest
 from rsseg.data.codecs import MaskCodec, read_mask
 from rsseg.data.datasets.tables import with_ignored
 from rsseg.data.index import Skipped
 from rsseg.data.rasters import RasterReader
+from rsseg.data.scene import Scene
 from rsseg.data.splits import SPLITS, split_scenes
+from rsseg.data.tiles import TileDataset
 from rsseg.errors import RsSegError
-
-
-@dataclass(frozen=True)
-class Scene:
-    """One image and its (optional) mask on the same pixel grid.
-
-    ``id`` is unique and stable within a dataset (exclusion lists and split lists name it);
-    ``group`` is the unit of splitting (scenes of one group never straddle splits).
-    """
-
-    image: Path
-    mask: Path | None
-    id: str = ""
-    group: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.id:
-            object.__setattr__(self, "id", Path(self.image).stem)
-        if not self.group:
-            object.__setattr__(self, "group", self.id)
 
 
 class Source:
@@ -220,9 +202,6 @@ class Source:
         transform: Callable | None = None,
     ):
         """A ``TileDataset`` of ``scenes`` with this source's codec, bands, cache and policies."""
-        from rsseg.data.augment import build_augment
-        from rsseg.data.tiles import TileDataset
-
         cfg = self.cfg
         dataset = TileDataset(
             scenes, self.classes(), tile_size=cfg.tile_size, mean=mean, std=std,
