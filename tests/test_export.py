@@ -18,13 +18,8 @@ from rsseg.trained.export import export_onnx, export_predictor, trace_shape
 from rsseg.infer import border_corrected_predict, predict_file, read_image
 from rsseg.models.unet import UNet
 from rsseg.models.zoo import PadToStride
-from rsseg.trained.onnx_engine import (
-    METADATA_KEY,
-    OrtModule,
-    load_any_predictor,
-    load_onnx_predictor,
-    predictor_for,
-)
+from rsseg.trained.engines import load_any_predictor, predictor_for
+from rsseg.trained.onnx_engine import METADATA_KEY, OrtModule, load_onnx_predictor
 from rsseg.trained.predictor import Predictor
 
 CLASSES = ClassTable(names=("a", "b", "c"), colors=((255, 0, 0), (0, 255, 0), (0, 0, 255)))

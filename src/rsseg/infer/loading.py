@@ -14,7 +14,7 @@ def load_model(path: Path, device: str | None = None, engine: str = "auto",
     """``engine``: ``auto`` (by suffix: ``.onnx`` -> onnxruntime), ``torch`` or ``onnx``;
     ``threads``: onnxruntime's intra-op threads (torch models follow torch's setting)."""
     try:
-        from rsseg.trained.onnx_engine import predictor_for
+        from rsseg.trained.engines import predictor_for
     except ImportError:  # pragma: no cover - a build without the ONNX engine
         import torch
 

@@ -31,6 +31,7 @@ from rsseg.errors import RsSegError
 from rsseg.io import atomic_path
 from rsseg.models.unet import UNet
 from rsseg.models.zoo import PadToStride
+from rsseg.trained.checkpoint import load_predictor
 from rsseg.trained.onnx_engine import (
     INPUT_NAME,
     METADATA_FORMAT,
@@ -187,8 +188,6 @@ def export_onnx(checkpoint: Path, out: Path, *, opset: int | None = None, window
     ``window`` replaces the checkpoint's inference window in the metadata; the kept centre
     shrinks or grows with it so the Border Correction margin stays the same.
     """
-    from rsseg.trained.checkpoint import load_predictor
-
     checkpoint = Path(checkpoint)
     predictor = load_predictor(checkpoint, device=torch.device("cpu"))
     predictor.precision, predictor.channels_last = "32", False

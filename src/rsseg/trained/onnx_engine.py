@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -208,42 +207,3 @@ def _input_range(meta: dict, bands: int, path: Path) -> tuple[list[float], list[
     if len(low) != bands or len(high) != bands:
         raise RsSegError(f"{path}: input_range has {len(low)}/{len(high)} values for {bands} band(s)")
     return low, high
-
-
-def load_any_predictor(path: Path, device: Any = None) -> Predictor:
-    """``.onnx`` -> onnxruntime predictor; anything else is read as a torch checkpoint."""
-    return predictor_for(path, "auto", device)
-
-
-def predictor_for(path: Path, engine: Engine = "auto", device: Any = None, *,
-                  threads: int | None = None) -> Predictor:
-    """Predictor for ``rsseg predict --engine``; ``threads``: onnxruntime's intra-op threads
-    (torch models use torch's setting).
-
-    * ``auto``: by suffix (``.onnx`` -> onnxruntime, otherwise torch checkpoint).
-    * ``torch``: needs a checkpoint; an ``.onnx`` file has no torch weights.
-    * ``onnx``: an ``.onnx`` file is used as is; a checkpoint is exported (and verified) to a
-      temporary file first, which costs seconds: export once with ``rsseg export`` to reuse it.
-    """
-    path = Path(path)
-    is_onnx = path.suffix.lower() == ".onnx"
-    if engine == "auto":
-        engine = "onnx" if is_onnx else "torch"
-    if engine == "torch":
-        if is_onnx:
-            raise RsSegError(f"{path} is an ONNX model: use --engine onnx, or pass the .ckpt checkpoint")
-        import torch
-
-        from rsseg.trained.checkpoint import load_predictor
-
-        return load_predictor(path, device=torch.device(device) if device is not None else None)
-    if engine != "onnx":
-        raise RsSegError(f"unknown engine '{engine}'; choose torch or onnx")
-    if is_onnx:
-        return load_onnx_predictor(path, device, threads=threads)
-    from rsseg.trained.export import export_onnx
-
-    with tempfile.TemporaryDirectory(prefix="rsseg-onnx-") as tmp:
-        onnx_path = export_onnx(path, Path(tmp) / f"{path.stem}.onnx")
-        log.info("exported %s to a temporary ONNX model", path)
-        return load_onnx_predictor(onnx_path, device, threads=threads)  # the session holds the graph in memory
