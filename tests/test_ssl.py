@@ -29,10 +29,11 @@ from rsseg.config import (
 )
 from rsseg.config.pretrain import PretrainConfig
 from rsseg.errors import RsSegError
-from rsseg.models import build_model, encoder_of
+from rsseg.models import build_model, compatible_models, encoder_of
+from rsseg.models.encoder_file import check_pretrained_file, read_metadata
+from rsseg.models.encoders import encoder_signature, pooled_embedding
 from rsseg.ssl.data import UnlabelledTiles, footprint_partners, scan_rasters
-from rsseg.ssl.export import check_pretrained_file, export_encoder, read_metadata
-from rsseg.models.encoders import compatible_models, encoder_signature, pooled_embedding
+from rsseg.ssl.export import export_encoder
 from rsseg.ssl.pretrain import collect_rasters, pretrain
 from rsseg.ssl.probe import probe
 

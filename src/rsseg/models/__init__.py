@@ -14,6 +14,8 @@ from typing import Any
 from torch import nn
 
 from rsseg.errors import RsSegError
+from rsseg.models.encoder_file import check_pretrained_file
+from rsseg.models.encoders import encoder_signature
 from rsseg.models.pretrained import (
     LoadReport,
     WeightsSource,
@@ -58,8 +60,6 @@ def build_model(cfg: Any, in_channels: int, num_classes: int, *, load_pretrained
     if isinstance(source, WeightsSource):
         source.check_fits(cfg)
     elif source is not None and load_pretrained:  # an rsseg-exported encoder: right encoder?
-        from rsseg.ssl.export import check_pretrained_file
-
         check_pretrained_file(source, cfg, in_channels, strict_bands=False)
     model = builder(cfg, in_channels, num_classes)
     if source is not None:
@@ -101,11 +101,44 @@ def describe_models(
     return rows
 
 
+def compatible_models(sig: dict[str, Any], *, build: bool = False) -> list[Any]:
+    """A config of every registered model whose encoder has signature ``sig``.
+
+    With ``build``, models whose decoder refuses that encoder (e.g. SMP's UNet++ with a MiT
+    encoder) are left out: each one is built once (slow for large encoders).
+    """
+    out = []
+    for name, cls in model_configs().items():
+        if name not in MODELS:
+            continue
+        updates: dict[str, Any] = {}
+        if sig.get("family") == "smp" and name.startswith("smp-"):
+            updates = {"encoder": sig["encoder"], "encoder_depth": sig["encoder_depth"]}
+        elif sig.get("family") == "smp" and name == "segformer" and str(sig["encoder"]).startswith("mit_"):
+            updates = {"variant": sig["encoder"].removeprefix("mit_")}
+        elif sig.get("family") == "unet" and name == "unet":
+            updates = {"base_width": sig["base_width"], "depth": sig["depth"]}
+        try:
+            cfg = cls(**updates)
+        except ValueError:
+            continue
+        if encoder_signature(cfg) != sig:
+            continue
+        if build:
+            try:
+                build_model(cfg, 3, 2)
+            except (RsSegError, ValueError, KeyError, RuntimeError):
+                continue
+        out.append(cfg)
+    return out
+
+
 __all__ = [
     "MODELS",
     "LoadReport",
     "adapt_first_conv",
     "build_model",
+    "compatible_models",
     "count_parameters",
     "describe_models",
     "describe_weights_sources",

@@ -1,4 +1,4 @@
-"""Encoder features of any registry model, and which models share an encoder.
+"""Encoder features of any registry model, its stride, and its signature (which models share it).
 
 SSL and the linear probe need the encoder's multi-scale features without the decoder, but the
 registry's encoders differ in what calling them returns (SMP/MiT/Swin: a list; torchvision: an
@@ -15,9 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsseg.errors import RsSegError
-from rsseg.models import encoder_of
 from rsseg.models.unet import UNet
-from rsseg.models.zoo import PadToStride
+from rsseg.models.zoo import PadToStride, encoder_of
 
 
 def _pad(x: torch.Tensor, stride: int) -> torch.Tensor:
@@ -103,37 +102,3 @@ def encoder_signature(model_cfg: Any) -> dict[str, Any]:
 
 def describe_signature(sig: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sig.items())
-
-
-def compatible_models(sig: dict[str, Any], *, build: bool = False) -> list[Any]:
-    """A config of every registered model whose encoder has signature ``sig``.
-
-    With ``build``, models whose decoder refuses that encoder (e.g. SMP's UNet++ with a MiT
-    encoder) are left out: each one is built once (slow for large encoders).
-    """
-    from rsseg.models import MODELS, build_model, model_configs
-
-    out = []
-    for name, cls in model_configs().items():
-        if name not in MODELS:
-            continue
-        updates: dict[str, Any] = {}
-        if sig.get("family") == "smp" and name.startswith("smp-"):
-            updates = {"encoder": sig["encoder"], "encoder_depth": sig["encoder_depth"]}
-        elif sig.get("family") == "smp" and name == "segformer" and str(sig["encoder"]).startswith("mit_"):
-            updates = {"variant": sig["encoder"].removeprefix("mit_")}
-        elif sig.get("family") == "unet" and name == "unet":
-            updates = {"base_width": sig["base_width"], "depth": sig["depth"]}
-        try:
-            cfg = cls(**updates)
-        except ValueError:
-            continue
-        if encoder_signature(cfg) != sig:
-            continue
-        if build:
-            try:
-                build_model(cfg, 3, 2)
-            except (RsSegError, ValueError, KeyError, RuntimeError):
-                continue
-        out.append(cfg)
-    return out

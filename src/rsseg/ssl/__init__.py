@@ -6,8 +6,10 @@
 * ``probe(weights, cfg)``: a linear head on the frozen encoder, mIoU on the test split.
 """
 
-from rsseg.ssl.export import check_pretrained_file, export_encoder, read_metadata
-from rsseg.models.encoders import compatible_models, encoder_features, encoder_signature
+from rsseg.models import compatible_models
+from rsseg.models.encoder_file import check_pretrained_file, read_metadata
+from rsseg.models.encoders import encoder_features, encoder_signature
+from rsseg.ssl.export import export_encoder
 from rsseg.ssl.pretrain import PretrainResult, load_pretrain_config, pretrain
 from rsseg.ssl.probe import ProbeResult, probe
 

@@ -38,10 +38,10 @@ from rsseg.errors import RsSegError
 from rsseg.io import atomic_write_text, ensure_writable_dir
 from rsseg.metrics import ConfusionMatrix, compute_metrics
 from rsseg.models import build_model
+from rsseg.models.encoder_file import check_pretrained_file
+from rsseg.models.encoders import encoder_features, feature_widths, pad_to_stride
 from rsseg.models.pretrained import weights_sources
 from rsseg.runtime import use_bf16
-from rsseg.ssl.export import check_pretrained_file
-from rsseg.models.encoders import encoder_features, feature_widths, pad_to_stride
 
 log = logging.getLogger(__name__)
 RANDOM = ("none", "random", "scratch")

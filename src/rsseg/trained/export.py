@@ -29,8 +29,7 @@ from torch import nn
 from rsseg import __version__
 from rsseg.errors import RsSegError
 from rsseg.io import atomic_path
-from rsseg.models.unet import UNet
-from rsseg.models.zoo import PadToStride
+from rsseg.models.encoders import model_stride
 from rsseg.trained.checkpoint import load_predictor
 from rsseg.trained.onnx_engine import (
     INPUT_NAME,
@@ -48,15 +47,6 @@ DEFAULT_OPSET = 17  # LayerNormalization is native from 17; onnxruntime >= 1.11 
 MAX_OPSET = 20  # the TorchScript exporter's ceiling in torch 2.15
 #: verification fails when max |ORT - torch| > ATOL + RTOL * max |torch logits|
 ATOL, RTOL = 1e-3, 1e-3
-
-
-def model_stride(model: nn.Module) -> int:
-    """The multiple the model pads its input to (1 when unknown)."""
-    if isinstance(model, PadToStride):
-        return int(model.stride)
-    if isinstance(model, UNet):
-        return 2**model.depth
-    return 1
 
 
 def trace_shape(stride: int, window: int) -> tuple[int, int]:
