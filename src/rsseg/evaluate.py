@@ -29,6 +29,7 @@ from rsseg.infer import border_corrected_predict, count_windows, read_image
 from rsseg.io import ensure_writable_dir
 from rsseg.metrics import ConfusionMatrix, compute_metrics, save_metrics
 from rsseg.plots import plot_confusion_matrix
+from rsseg.report import record_timing, try_write_report
 
 
 @dataclass
@@ -98,8 +99,6 @@ def evaluate(
         title=f"{split}: mIoU {metrics['miou']:.3f}" if metrics["miou"] is not None else split,
     )
     if out is None:  # the evaluation belongs to the run: refresh its report
-        from rsseg.report import record_timing, try_write_report
-
         record_timing(run_dir_of(checkpoint), **{f"evaluate {split}": seconds})
         try_write_report(run_dir_of(checkpoint))
     return EvalResult(metrics, out_dir, metrics_path, png, seconds, pixels)

@@ -22,8 +22,6 @@ that have a last checkpoint but no result, and rewrites ``results.md`` / ``resul
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
 import logging
@@ -35,14 +33,16 @@ from typing import Any
 
 import yaml
 
+from rsseg.config import load_config
 from rsseg.errors import RsSegError
+from rsseg.evaluate import evaluate
 from rsseg.io import atomic_write_text
+from rsseg.models import count_parameters
+from rsseg.report.tables import write_tables
+from rsseg.trained.checkpoint import load_predictor
+from rsseg.training.train import train
 
 log = logging.getLogger(__name__)
-
-#: Result columns in table order (per-class IoU columns follow).
-COLUMNS = ("run", "model", "miou", "mprecision", "mrecall", "mf1", "oa", "parameters",
-           "train_minutes", "epochs", "infer_mpix_s")
 
 
 @dataclass
@@ -108,18 +108,11 @@ def load_sweep(path: Path) -> Sweep:
 
 
 def _run_one(sweep: Sweep, name: str, overrides: list[str], out_dir: Path, progress: bool) -> dict:
-    from rsseg.config import load_config
-    from rsseg.evaluate import evaluate
-    from rsseg.models import count_parameters
-    from rsseg.training.train import train
-
     cfg = load_config(sweep.base, [*sweep.common, *overrides, f"output.dir={out_dir}", f"output.name={name}"])
     run_dir = out_dir / name
     resume = run_dir if (run_dir / "checkpoints" / "last.ckpt").exists() else None
     trained = train(cfg, config_name=name, resume=resume, progress=progress)
     ev = evaluate(trained.best_checkpoint, config=cfg, split=sweep.split, progress=progress)
-    from rsseg.trained.checkpoint import load_predictor
-
     params = count_parameters(load_predictor(trained.best_checkpoint, config=cfg).model)
     metrics = ev.metrics
     row = {
@@ -154,8 +147,6 @@ def run_sweep(
     on_run: Callable[[str, str], None] | None = None,
 ) -> tuple[list[dict], Path]:
     """Run (or resume) every run of the sweep; return the rows and the sweep folder."""
-    from rsseg.config import load_config
-
     sweep = load_sweep(path)
     base_cfg = load_config(sweep.base, sweep.common)
     out_dir = Path(out) if out else Path(base_cfg.output.dir) / sweep.name
@@ -185,40 +176,3 @@ def run_sweep(
     if failed:
         raise RsSegError(f"{len(failed)} of {len(sweep.runs)} runs failed:\n  " + "\n  ".join(failed))
     return rows, out_dir
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
-    if isinstance(value, int) and value >= 10_000:
-        return f"{value / 1e6:.2f}M"
-    return str(value)
-
-
-def results_table(rows: list[dict]) -> tuple[list[str], list[list[Any]]]:
-    """Header and raw rows: COLUMNS then one IoU column per class (seed 000 Tables 1-2)."""
-    classes: list[str] = []
-    for row in rows:
-        classes += [c for c in row.get("per_class_iou", {}) if c not in classes]
-    header = [*COLUMNS, *[f"iou {c}" for c in classes]]
-    body = [[row.get(c) for c in COLUMNS] + [row.get("per_class_iou", {}).get(c) for c in classes]
-            for row in rows]
-    return header, body
-
-
-def write_tables(
-    rows: list[dict], out_dir: Path, title: str = "results", stem: str = "results"
-) -> tuple[Path, Path]:
-    header, body = results_table(rows)
-    md = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    md += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in body]
-    md_path, csv_path = out_dir / f"{stem}.md", out_dir / f"{stem}.csv"
-    atomic_write_text(md_path, "\n".join(md) + "\n")
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(header)
-    writer.writerows([["" if v is None else v for v in row] for row in body])
-    atomic_write_text(csv_path, buf.getvalue())
-    return md_path, csv_path

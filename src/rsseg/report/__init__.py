@@ -26,6 +26,7 @@ from rsseg.report.figures import (
     read_epoch_history,
 )
 from rsseg.report.page import esc, img, metrics_table, page, section
+from rsseg.report.tables import results_table, write_tables
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +152,6 @@ def write_report(run_dir: Path, *, samples: int = 3) -> Path:
 
 def write_comparison(run_dirs: list[Path], out: Path) -> Path:
     """One page comparing runs: the results table and per-class IoU box plots."""
-    from rsseg.experiment import results_table, write_tables
-
     rows = []
     for run_dir in map(Path, run_dirs):
         result = run_dir / "result.json"

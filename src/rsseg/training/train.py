@@ -32,6 +32,7 @@ from rsseg.training.losses import build_loss
 from rsseg.metrics import ConfusionMatrix, compute_metrics
 from rsseg.models import build_model
 from rsseg.training.optim import build_optimizer
+from rsseg.report import record_timing, try_write_report
 from rsseg.runtime import use_bf16, use_channels_last
 
 log = logging.getLogger(__name__)
@@ -287,7 +288,6 @@ def train(
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer.save_checkpoint(last)  # also covers a stop by max_minutes in the middle of an epoch
     best = Path(checkpoints.best_model_path) if checkpoints.best_model_path else last
-    from rsseg.report import record_timing, try_write_report
 
     previous = 0.0 if resume is None else _recorded_seconds(run_dir)
     record_timing(run_dir, train=previous + seconds)
