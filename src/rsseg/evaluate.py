@@ -108,14 +108,10 @@ def _check_bands(predictor, scenes, checkpoint: Path) -> None:
     """Every scene must hold the bands the checkpoint was trained on; say so up front."""
     from rsseg.data.rasters import open_raster
 
-    need = max(predictor.bands) + 1 if predictor.bands is not None else predictor.in_channels
     for scene in scenes:
         with open_raster(scene.image) as src:
             count = src.count
-        if count < need or (predictor.bands is None and count != need):
-            used = (f"bands {[b + 1 for b in predictor.bands]}" if predictor.bands is not None
-                    else f"{need} bands")
-            raise RsSegError(f"{checkpoint} was trained on {used}, but {scene.image} has {count}")
+        predictor.check_bands(count, scene.image)
 
 
 def _read_mask(source, scene, shape: tuple[int, ...]) -> np.ndarray:

@@ -45,3 +45,12 @@ def ensure_writable_dir(path: Path) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise RsSegError(f"output directory is not writable: {path}")
     return path
+
+
+def check_input(path: Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise RsSegError(f"input not found: {path}")
+    if not path.is_file():
+        raise RsSegError(f"input is not a file: {path}")
+    return path

@@ -105,19 +105,8 @@ def batch_size_for(predictor: Predictor, grid: Grid) -> int:
 
 
 def check_bands(predictor: Predictor, count: int, name: str = "the image") -> None:
-    """A clear error when the input's bands cannot feed the model."""
-    if predictor.bands is not None:
-        bad = [b + 1 for b in predictor.bands if not -count <= b < count]
-        if bad:
-            raise RsSegError(
-                f"{name} has {count} band(s) but the model reads bands "
-                f"{[b + 1 for b in predictor.bands]} (1-based)"
-            )
-    elif count != predictor.in_channels:
-        raise RsSegError(
-            f"{name} has {count} band(s) but the model expects {predictor.in_channels}; "
-            "use an image with the training bands or a checkpoint trained on these"
-        )
+    """A clear error when the input's bands cannot feed the model (``Predictor.check_bands``)."""
+    predictor.check_bands(count, name)
 
 
 class WindowEngine:

@@ -24,6 +24,7 @@ from rasterio.windows import Window
 
 from rsseg.errors import RsSegError
 from rsseg.infer.windows import Grid
+from rsseg.io import check_input
 
 try:  # rasterio >= 1.0 exposes GDAL errors from here
     from rasterio._err import CPLE_BaseError
@@ -50,15 +51,6 @@ class SceneInfo:
     @property
     def georeferenced(self) -> bool:
         return self.crs is not None or self.transform != Affine.identity() or bool(self.gcps[0])
-
-
-def check_input(path: Path) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise RsSegError(f"input not found: {path}")
-    if not path.is_file():
-        raise RsSegError(f"input is not a file: {path}")
-    return path
 
 
 class RasterSource:

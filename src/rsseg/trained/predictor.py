@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from rsseg.classes import ClassTable
+from rsseg.errors import RsSegError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -67,6 +68,21 @@ class Predictor:
     @property
     def in_channels(self) -> int:
         return len(self.mean)
+
+    def check_bands(self, count: int, source: object = "the image") -> None:
+        """One rule for every input (predict, explain, evaluate, index, quantize): the bands the
+        model reads must exist in ``source``'s ``count``; without a band list, ``count`` must match."""
+        if self.bands is not None:
+            if any(not 0 <= b < count for b in self.bands):
+                raise RsSegError(
+                    f"{source} has {count} band(s) but the model reads bands "
+                    f"{[b + 1 for b in self.bands]} (1-based)"
+                )
+        elif count != self.in_channels:
+            raise RsSegError(
+                f"{source} has {count} band(s) but the model expects {self.in_channels}; "
+                "use an image with the training bands or a checkpoint trained on these"
+            )
 
     def select_and_normalize(self, image: np.ndarray) -> np.ndarray:
         """(C_file, H, W) raw pixels -> (C, H, W) float32 normalised model input."""

@@ -30,10 +30,9 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
+from rsseg.data.rasters import READ_ERRORS
 from rsseg.errors import RsSegError
-from rsseg.infer.engine import check_bands
-from rsseg.infer.reader import READ_ERRORS, check_input
-from rsseg.io import atomic_path, ensure_writable_dir
+from rsseg.io import atomic_path, check_input, ensure_writable_dir
 from rsseg.trained.onnx_engine import (
     METADATA_KEY,
     OrtModule,
@@ -69,7 +68,7 @@ def sample_windows(predictor: Predictor, images: list[Path], count: int, seed: i
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 with rasterio.open(path) as ds:
-                    check_bands(predictor, ds.count, str(path))
+                    predictor.check_bands(ds.count, path)
                     s = min(predictor.window, ds.height, ds.width)
                     for _ in range(n):
                         r, c = rng.integers(0, ds.height - s + 1), rng.integers(0, ds.width - s + 1)
