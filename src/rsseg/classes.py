@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from rsseg.errors import RsSegError
+from rsseg.io import atomic_write_text
 
 #: Mask value for "no label": never a class, excluded from loss and metrics.
 IGNORE_INDEX = 255
@@ -77,8 +78,6 @@ class ClassTable:
             raise RsSegError(f"malformed class table: {exc}") from exc
 
     def save(self, path: Path) -> None:
-        from rsseg.io import atomic_write_text
-
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2))
 
     @classmethod

@@ -39,6 +39,7 @@ def run_demo(
     progress: bool = True,
 ) -> DemoSummary:
     """Run every stage into ``out`` (re-running replaces the previous demo run)."""
+    # lazy: torch, Lightning and rasterio only when the demo runs; the CLI imports this module cheaply
     from rsseg.trained.checkpoint import load_predictor
     from rsseg.config import load_config
     from rsseg.data.sources import get_source

@@ -30,6 +30,7 @@ import torch
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.errors import RsSegError
 from rsseg.infer.engine import WindowEngine, check_bands
+from rsseg.infer.loading import load_model
 from rsseg.infer.options import PredictOptions
 from rsseg.infer.outputs import Preview, save_png, to_rgb8
 from rsseg.infer.reader import RasterSource, StripReader, valid_mask
@@ -159,8 +160,6 @@ def explain_image(
 def _predictor(checkpoint: Predictor | str | Path, engine: str) -> Predictor:
     if isinstance(checkpoint, Predictor):
         return checkpoint
-    from rsseg.infer.loading import load_model
-
     return load_model(Path(checkpoint), engine=engine)
 
 

@@ -28,6 +28,7 @@ class _ModelSection(Section):
         # paths are checked when the model is built (a saved config may name a file elsewhere)
         if value is None:
             return None
+        # lazy: the weights-source registry imports torch; configs load without it
         from rsseg.models.pretrained import not_found_message, weights_sources
 
         if value in weights_sources:

@@ -13,6 +13,8 @@ from typing import Any
 
 from torch import nn
 
+from rsseg.config import Config
+from rsseg.config.errors import union_members
 from rsseg.errors import RsSegError
 from rsseg.models.encoder_file import check_pretrained_file
 from rsseg.models.encoders import encoder_signature
@@ -73,9 +75,6 @@ def count_parameters(model: nn.Module) -> int:
 
 def model_configs() -> dict[str, type]:
     """The config section class of every model name declared in ``rsseg.config``."""
-    from rsseg.config import Config
-    from rsseg.config.errors import union_members
-
     return union_members(Config.model_fields["model"].annotation)
 
 

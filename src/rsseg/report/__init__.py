@@ -62,6 +62,7 @@ def _class_counts(predictor, source, run_dir: Path) -> list[int] | None:
     if cache.exists():
         return json.loads(cache.read_text())["counts"]
     try:
+        # lazy: rasterio, only when the class priors are not cached
         from rsseg.data.priors import split_class_counts
 
         counts = [int(c) for c in split_class_counts(source, "train", predictor.classes.num_classes)]
@@ -83,6 +84,7 @@ def try_write_report(run_dir: Path) -> Path | None:
 
 def write_report(run_dir: Path, *, samples: int = 3) -> Path:
     """(Re)write ``RUN/report.html`` from what the run directory holds; return its path."""
+    # lazy: torch and the dataset code, only when a report is written
     from rsseg.trained.checkpoint import load_predictor
     from rsseg.data.datasets.tables import metric_classes
     from rsseg.data.sources import get_source
@@ -173,6 +175,7 @@ def write_comparison(run_dirs: list[Path], out: Path) -> Path:
     colors = {}
     ckpt = _checkpoint(Path(run_dirs[0]))
     if ckpt is not None:
+        # lazy: torch, only when the compared runs have a checkpoint
         from rsseg.trained.checkpoint import read_checkpoint
 
         table = read_checkpoint(ckpt)["hyper_parameters"]["classes"]

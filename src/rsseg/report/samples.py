@@ -53,6 +53,7 @@ def _read_mask(source, scene, window: Window) -> np.ndarray | None:
 
 def sample_figures(predictor, source, scenes, classes, *, count: int = 4, size: int = 384) -> list[bytes]:
     """One PNG row per scene: image | ground truth | prediction | blend, centre crops."""
+    # lazy: the inference code (rasterio), only for the sample figures
     from rsseg.infer import border_corrected_predict
 
     palette = classes.palette().astype(np.float32)

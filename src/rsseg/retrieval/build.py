@@ -24,6 +24,7 @@ from rasterio.windows import Window, bounds
 
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.errors import RsSegError
+from rsseg.infer import border_corrected_predict, read_image
 from rsseg.retrieval.embeddings import ViTEmbedder, ViTSpec, backbone_embed, to_rgb8
 from rsseg.retrieval.index import (
     RetrievalIndex,
@@ -86,8 +87,6 @@ def _check_inputs(scenes: list[Path], masks: list[Path] | None) -> list[str]:
 
 
 def _read_mask(path: Path, shape: tuple[int, int], classes: ClassTable) -> np.ndarray:
-    from rsseg.infer import read_image
-
     mask = read_image(path)[0][0]
     if mask.shape != shape:
         raise RsSegError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]}, its scene {shape[1]}x{shape[0]}")
@@ -156,21 +155,6 @@ def _chips(
     return tiles, hist[keep], vectors
 
 
-def check_bands(predictor, count: int, path: Path) -> None:
-    """A clear error naming ``path`` when its ``count`` bands cannot feed the model."""
-    if predictor.bands is not None:
-        if any(not 0 <= b < count for b in predictor.bands):
-            raise RsSegError(
-                f"{path} has {count} band(s) but the model reads bands "
-                f"{[b + 1 for b in predictor.bands]} (1-based)"
-            )
-    elif count != predictor.in_channels:
-        raise RsSegError(
-            f"{path} has {count} band(s) but the model expects {predictor.in_channels}; use an "
-            "image with the training bands or a checkpoint trained on these"
-        )
-
-
 def band_count(path: Path) -> int:
     try:
         with warnings.catch_warnings():
@@ -183,8 +167,6 @@ def band_count(path: Path) -> int:
 
 def predict_scene(predictor, image: np.ndarray, nodata: float | None) -> np.ndarray:
     """Raw (C, H, W) image -> (H, W) uint8 classes (Border Correction); nodata pixels 255."""
-    from rsseg.infer import border_corrected_predict
-
     mask = border_corrected_predict(predictor, image)
     mask[~_valid(image, nodata)] = IGNORE_INDEX
     return mask
@@ -206,8 +188,6 @@ class _Job:
 
 def _index_scene(job: _Job, key: str, sid: str, path: Path, mask_path: Path | None) -> SceneResult:
     """Predict (or read the mask of) one scene, cut its chips and stage the result."""
-    from rsseg.infer import read_image
-
     image, profile = read_image(path)
     h, w = image.shape[1:]
     if mask_path is None:
@@ -256,6 +236,7 @@ def build_index(
         TimeRemainingColumn,
     )
 
+    # lazy: the model registry, only when indexing with a checkpoint
     from rsseg.trained.checkpoint import load_predictor
 
     stride = stride or tile
@@ -282,7 +263,7 @@ def build_index(
     for path in scene_paths:  # before any scene is predicted
         count = band_count(path)
         if mask_paths is None or use_backbone:
-            check_bands(predictor, count, path)
+            predictor.check_bands(count, path)
         elif vits and rgb_bands and max(rgb_bands) >= count:
             raise RsSegError(f"{path} has {count} band(s); the ViT reads bands {[b + 1 for b in rgb_bands]}")
     vit_models = [ViTEmbedder(v, predictor.device) for v in vits]

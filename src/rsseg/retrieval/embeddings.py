@@ -63,6 +63,7 @@ def last_stage(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) normalised input -> the last encoder stage's (B, D, h, w) feature maps."""
     encoder = None
     try:
+        # lazy: the model registry (torchvision, smp), only for backbone embeddings
         from rsseg.models import encoder_of  # type: ignore[attr-defined]
     except ImportError:
         encoder_of = None
@@ -230,6 +231,7 @@ def to_rgb8(image: np.ndarray, bands: list[int] | None = None) -> np.ndarray:
     if bands is not None and len(bands) >= 3:
         image = image[list(bands[:3])]
     rgb = image[:3] if image.shape[0] >= 3 else np.repeat(image[:1], 3, axis=0)
+    # lazy: rasterio, only for RGB previews
     from rsseg.infer.outputs import to_rgb8 as stretch_rgb8  # one 2-98 % stretch for the project
 
     return stretch_rgb8(rgb, None)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from rsseg.errors import RsSegError
+from rsseg.retrieval.query import Searcher, default_methods, resolve_method
 
 
 def top_n(reference: Sequence[Any], ranking: Sequence[Any], n: int) -> float:
@@ -63,8 +64,6 @@ def compare_methods(
 
     ``queries``: tile ids / image paths, or a number of tiles drawn at random (``seed``).
     """
-    from rsseg.retrieval.query import Searcher, default_methods, resolve_method
-
     s = index if isinstance(index, Searcher) else Searcher(index, checkpoint)
     resolved = [resolve_method(s.index, m) for m in (methods or default_methods(s.index))]
     qs = _queries(s, queries, seed)

@@ -191,6 +191,7 @@ class RetrievalIndex:
         return _load_npy(self.path / "embeddings" / f"{name}.npy", self.count, int(info["dim"]), mmap=True)
 
     def scene_mask(self, scene: str) -> np.ndarray:
+        # lazy: rasterio, only to read a scene's mask
         from rsseg.infer import read_image
 
         path = self.path / self.scenes[scene]["mask"]

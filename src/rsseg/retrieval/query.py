@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from rsseg.errors import RsSegError
+from rsseg.io import atomic_write_text, ensure_writable_dir
 from rsseg.retrieval.distances import confusions, emd_pot, spatial_scores
 from rsseg.retrieval.index import RetrievalIndex
 from rsseg.retrieval.search import EmdSearcher, knn_vectors, rank_scores
@@ -92,6 +93,7 @@ class Searcher:
 
     @cached_property
     def predictor(self):
+        # lazy: torch, only when a query needs the model
         from rsseg.trained.checkpoint import load_predictor
         from rsseg.retrieval.build import effective_classes
 
@@ -139,10 +141,11 @@ class Searcher:
             if not isinstance(query, Path) and (re.fullmatch(r".+:\d+:\d+", text) or not path.suffix):
                 self.index.row_of(text)  # raises, naming close tile ids
             raise RsSegError(f"query image not found: {path} (nor is it a tile id of {self.index.path})")
+        # lazy: rasterio and torch, only for an image query
         from rsseg.infer import read_image
-        from rsseg.retrieval.build import band_count, check_bands, predict_scene
+        from rsseg.retrieval.build import band_count, predict_scene
 
-        check_bands(self.predictor, band_count(path), path)
+        self.predictor.check_bands(band_count(path), path)
         image, profile = read_image(path)
         mask = predict_scene(self.predictor, image, profile.get("nodata"))
         hist, mass = self.index.space.signatures(mask)
@@ -173,9 +176,11 @@ class Searcher:
         if query.raw is None:
             raise RsSegError(f"query '{query.label}' is a class map without pixels: search it by emd or spatial scores")
         if info["kind"] == "backbone":
+            # lazy: torch, only for embedding searches
             from rsseg.retrieval.embeddings import backbone_embed
 
             return backbone_embed(self.predictor, query.raw[None])[0]
+        # lazy: torch, only for embedding searches
         from rsseg.retrieval.embeddings import ViTEmbedder, ViTSpec, to_rgb8
 
         if name not in self._vits:
@@ -250,7 +255,7 @@ def search_index(
 ) -> list[dict[str, Any]]:
     """Rank the index against a tile id or image; with ``out``, write the JSON list and a
     gallery PNG there (``output_paths``). ``ground``: (C, C) EMD ground distance (POT)."""
-    from rsseg.io import atomic_write_text, ensure_writable_dir
+    # lazy: matplotlib, only with --out
     from rsseg.retrieval.gallery import Panel, save_gallery
 
     if k < 1:
@@ -264,6 +269,7 @@ def search_index(
     if out is not None:
         json_path, png_path = output_paths(ensure_writable_dir(Path(out)), q.label, method.name)
         atomic_write_text(json_path, json.dumps(results, indent=2))
+        # lazy: torch (embeddings), only for gallery previews
         from rsseg.retrieval.embeddings import to_rgb8
 
         bands = s.index.manifest.get("rgb_bands")
@@ -279,6 +285,7 @@ def search_index(
 
 
 def _rgb_of(index: RetrievalIndex, row: int, bands: list[int] | None) -> np.ndarray | None:
+    # lazy: torch (embeddings), only for gallery previews
     from rsseg.retrieval.embeddings import to_rgb8
 
     raw = index.chip_image(row)

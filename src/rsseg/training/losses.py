@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsseg.classes import IGNORE_INDEX
+from rsseg.data.balance import class_weights
 from rsseg.errors import RsSegError
 
 #: ``builder(cfg, class_weights) -> module``; ``class_weights`` is None or a (K,) tensor.
@@ -38,8 +39,6 @@ def class_weights_from_counts(counts: Sequence[int] | np.ndarray, mode: str) -> 
       over all training pixels, not only over images containing ``c``; an even number of
       classes takes the mean of the two middle frequencies).
     """
-    from rsseg.data.balance import class_weights
-
     return torch.tensor(class_weights(counts, mode), dtype=torch.float32)
 
 
