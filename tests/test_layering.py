@@ -43,7 +43,7 @@ LAZY_EXEMPT_PACKAGES = ("rsseg.cli",)  # the CLI imports each command's code laz
 PENDING_LAZY_COMMENTS = {
     "rsseg.data.check", "rsseg.data.datasets.folder", "rsseg.data.datasets.vector",
     "rsseg.data.stats", "rsseg.data.subset", "rsseg.evaluate", "rsseg.infer.api",
-    "rsseg.infer.loading", "rsseg.infer.options", "rsseg.ssl.pretrain", "rsseg.training.callbacks",
+    "rsseg.infer.loading", "rsseg.infer.options", "rsseg.training.callbacks",
 }
 
 

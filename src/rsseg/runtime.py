@@ -46,6 +46,14 @@ def use_channels_last(channels_last: str, bf16: bool, device_type: str = "cpu") 
     return channels_last == "on"
 
 
+def accelerator_device_type(accelerator: str) -> str:
+    """``train.accelerator`` ("auto" | "cpu" | "gpu" | "cuda" ...) -> the device type Lightning
+    trains on, "cuda" or "cpu": bf16 and channels_last are chosen for it (train, pretrain)."""
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return "cuda"
+    return "cpu"
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -25,13 +25,13 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader
 
 from rsseg.allocator import warm_allocator
-from rsseg.config import Config, Section
+from rsseg.config import Config, load_config
 from rsseg.config.pretrain import PretrainConfig
 from rsseg.data.datasets import get_source
 from rsseg.data.tiles import band_stats
 from rsseg.errors import RsSegError
 from rsseg.io import atomic_write_text, ensure_writable_dir
-from rsseg.runtime import use_bf16, use_channels_last
+from rsseg.runtime import accelerator_device_type, use_bf16, use_channels_last
 from rsseg.ssl.data import (
     Raster,
     UnlabelledTiles,
@@ -42,7 +42,7 @@ from rsseg.ssl.data import (
 )
 from rsseg.ssl.export import export_encoder
 from rsseg.ssl.method import SimCLRTask
-from rsseg.training.train import _merge_csv_log, _preserve_csv_log, _quiet_lightning, new_run_dir
+from rsseg.training.rundir import merge_csv_log, new_run_dir, preserve_csv_log, quiet_lightning
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def pretrain(
     dump["pretrain"] = pcfg.model_dump(mode="json")
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(dump, sort_keys=False))
 
-    _quiet_lightning()
+    quiet_lightning()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
@@ -192,9 +192,7 @@ def pretrain(
                         num_workers=workers, persistent_workers=workers > 0)
 
     accelerator = cfg.train.accelerator
-    device_type = "cuda" if accelerator in ("gpu", "cuda") or (
-        accelerator == "auto" and torch.cuda.is_available()
-    ) else "cpu"
+    device_type = accelerator_device_type(accelerator)
     bf16 = use_bf16(cfg.train.precision, device_type)
     channels_last = use_channels_last(cfg.train.channels_last, bf16, device_type)
     if ckpt_path is not None:
@@ -203,7 +201,7 @@ def pretrain(
                       channels_last)
 
     encoder_path = run_dir / f"encoder.{pcfg.export}"
-    history = _preserve_csv_log(run_dir) if resume is not None else None
+    history = preserve_csv_log(run_dir) if resume is not None else None
     trainer = L.Trainer(
         default_root_dir=run_dir,
         max_epochs=pcfg.epochs,
@@ -237,7 +235,7 @@ def pretrain(
         trainer.fit(task, loader, ckpt_path=ckpt_path)
     seconds = time.perf_counter() - start
     if history is not None:
-        _merge_csv_log(run_dir, history)
+        merge_csv_log(run_dir, history)
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer.save_checkpoint(last)  # also covers a stop by max_minutes in the middle of an epoch
     export_task(task, encoder_path, steps=trainer.global_step, epochs=trainer.current_epoch)
@@ -261,27 +259,6 @@ def _check_resume(ckpt_path: Path, n_bands: int) -> None:
 
 
 def load_pretrain_config(path: Path | str | None, overrides: list[str] | tuple[str, ...] = ()) -> tuple[Config, PretrainConfig]:
-    """A pretraining YAML: the usual sections plus ``pretrain:`` (validated here until the root
-    config declares it; then ``rsseg.config.load_config`` does it all)."""
-    from pydantic import ValidationError
-
-    from rsseg.config import _apply_override, _read_yaml, load_config, validate_config
-    from rsseg.config.errors import describe_error
-
-    if "pretrain" in Config.model_fields:
-        cfg = load_config(path, overrides)
-        return cfg, pretrain_section(cfg)
-    raw = _read_yaml(Path(path)) if path is not None else {}
-    for item in overrides:
-        _apply_override(raw, item)
-    section = raw.pop("pretrain", None) or {}
-    cfg = validate_config(raw, str(path))
-
-    class Root(Section):  # so that errors name the key as `pretrain.<key>`
-        pretrain: PretrainConfig
-
-    try:
-        return cfg, Root.model_validate({"pretrain": section}).pretrain
-    except ValidationError as exc:
-        lines = [describe_error(err, Root) for err in exc.errors()]
-        raise RsSegError(f"invalid config {path}:\n  " + "\n  ".join(lines)) from None
+    """A pretraining YAML: the usual sections plus ``pretrain:`` (part of the root config)."""
+    cfg = load_config(path, overrides)
+    return cfg, pretrain_section(cfg)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import logging
-import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -27,13 +25,14 @@ from rsseg.data.datasets.tables import metric_classes
 from rsseg.data.sources import get_source
 from rsseg.data.subset import select_training_chips
 from rsseg.errors import RsSegError
-from rsseg.io import atomic_path, atomic_write_text, ensure_writable_dir
+from rsseg.io import atomic_write_text
 from rsseg.training.losses import build_loss
 from rsseg.metrics import ConfusionMatrix, compute_metrics
 from rsseg.models import build_model
 from rsseg.training.optim import build_optimizer
+from rsseg.training.rundir import merge_csv_log, new_run_dir, preserve_csv_log, quiet_lightning
 from rsseg.report import record_timing, try_write_report
-from rsseg.runtime import use_bf16, use_channels_last
+from rsseg.runtime import accelerator_device_type, use_bf16, use_channels_last
 
 log = logging.getLogger(__name__)
 
@@ -102,39 +101,6 @@ class SegmentationTask(L.LightningModule):
         return build_optimizer(self.cfg.optim, self.model.parameters(), self.trainer)
 
 
-def _quiet_lightning() -> None:
-    """Silence Lightning's banner and tips unless ``--debug`` turned INFO logging on."""
-    if logging.getLogger().isEnabledFor(logging.INFO):
-        return
-    for name in list(logging.root.manager.loggerDict):
-        if name.startswith("lightning"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def _preserve_csv_log(run_dir: Path) -> Path | None:
-    """Lightning's CSVLogger deletes an existing metrics.csv; keep a copy to merge back."""
-    current = run_dir / "logs" / "metrics.csv"
-    if not current.exists():
-        return None
-    backup = current.with_name("metrics.before-resume.csv")
-    if not backup.exists():  # a crash during an earlier resume already left the full history here
-        shutil.copy2(current, backup)
-    return backup
-
-
-def _merge_csv_log(run_dir: Path, history: Path) -> None:
-    """Write the pre-resume rows followed by the new ones into logs/metrics.csv."""
-    current = run_dir / "logs" / "metrics.csv"
-    frames = [list(csv.DictReader(p.open(newline=""))) for p in (history, current) if p.exists()]
-    rows = [row for frame in frames for row in frame]
-    keys = sorted({k for row in rows for k in row})
-    with atomic_path(current) as tmp, tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    history.unlink()
-
-
 def _recorded_seconds(run_dir: Path) -> float:
     import json
 
@@ -166,17 +132,6 @@ def _validation_scenes(source: Any, cfg: Config) -> list:
     return source.scenes("val")
 
 
-def new_run_dir(cfg: Config, config_name: str) -> Path:
-    name = cfg.output.name or f"{config_name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    run_dir = Path(cfg.output.dir) / name
-    if (run_dir / "checkpoints").exists():
-        raise RsSegError(
-            f"run directory {run_dir} already holds checkpoints: pass --resume {run_dir} to "
-            "continue it, or choose another output.name"
-        )
-    return ensure_writable_dir(run_dir)
-
-
 def train(
     cfg: Config,
     *,
@@ -195,7 +150,7 @@ def train(
         ckpt_path = None
     atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
 
-    _quiet_lightning()
+    quiet_lightning()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
@@ -219,9 +174,7 @@ def train(
     val_dl = DataLoader(val_ds, shuffle=False, **loader) if val_ds is not None else None
 
     accelerator = cfg.train.accelerator
-    device_type = "cuda" if accelerator in ("gpu", "cuda") or (
-        accelerator == "auto" and torch.cuda.is_available()
-    ) else "cpu"
+    device_type = accelerator_device_type(accelerator)
     bf16 = use_bf16(cfg.train.precision, device_type)
     channels_last = use_channels_last(cfg.train.channels_last, bf16, device_type)
 
@@ -242,7 +195,7 @@ def train(
         save_last=True,
         auto_insert_metric_name=False,
     )
-    history = _preserve_csv_log(run_dir) if resume is not None else None
+    history = preserve_csv_log(run_dir) if resume is not None else None
     trainer = L.Trainer(
         default_root_dir=run_dir,
         max_epochs=cfg.train.epochs,
@@ -283,7 +236,7 @@ def train(
         log.warning("skipped %d bad scene(s) (data.on_error: skip):\n  %s", len(skipped),
                     "\n  ".join(s.problem for s in skipped))
     if history is not None:
-        _merge_csv_log(run_dir, history)
+        merge_csv_log(run_dir, history)
 
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer.save_checkpoint(last)  # also covers a stop by max_minutes in the middle of an epoch
