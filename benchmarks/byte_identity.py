@@ -137,6 +137,8 @@ def main() -> None:
     parser.add_argument("second", help="folder with src/rsseg, or a git revision")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--reuse-first", action="store_true",
+                        help="keep the first tree's outputs from an earlier run in --work")
     parser.add_argument("--rsseg", default=str(Path(sys.executable).with_name("rsseg")),
                         help="the rsseg console script of the environment to run both trees in")
     args = parser.parse_args()
@@ -145,10 +147,14 @@ def main() -> None:
     work = scratch / "work"
     outs = []
     for i, spec in enumerate((args.first, args.second)):
+        out = scratch / f"out{i + 1}"
+        if i == 0 and args.reuse_first and out.is_dir():
+            print(f"[1] {spec}: outputs of an earlier run in {out}", flush=True)
+            outs.append(out)
+            continue
         tree = checkout(spec, scratch)
         print(f"[{i + 1}] {spec}: {tree}", flush=True)
         run_tree(tree, work, [args.rsseg], args.threads)
-        out = scratch / f"out{i + 1}"
         if out.exists():
             shutil.rmtree(out)
         work.rename(out)
