@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rsseg.config.infer import border_problem
 from rsseg.errors import RsSegError
 
 MODES = ("reference", "fast", "naive")
@@ -46,11 +47,9 @@ DEFAULT_FAST_TILE = 1024
 
 def check_border(window: int, keep: int) -> int:
     """The margin of a window/keep pair, or a clear error when the pair makes no sense."""
-    if keep <= 0 or window < keep or (window - keep) % 2:
-        raise RsSegError(
-            f"invalid border correction: window={window}, keep={keep} "
-            "(need keep > 0, window >= keep and window - keep even)"
-        )
+    problem = border_problem(window, keep)
+    if problem:
+        raise RsSegError(f"invalid border correction: window={window}, keep={keep} ({problem})")
     return (window - keep) // 2
 
 
