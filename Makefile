@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 PIP    := PIP_FIND_LINKS= $(BIN)/python -m pip
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test venv clean bench-precision bench-models bench-ebb bench-retrieval bench-infer bench-ceiling
+.PHONY: demo test venv clean bench-precision bench-models bench-ebb bench-retrieval bench-infer bench-ceiling bench-plain
 
 venv: $(STAMP)
 
@@ -45,3 +45,6 @@ bench-ceiling: $(STAMP)
 
 clean:
 	rm -rf demo-output runs .pytest_cache
+
+bench-plain: $(STAMP)
+	$(BIN)/python benchmarks/plain_baseline.py $(ARGS)
