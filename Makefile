@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 PIP    := PIP_FIND_LINKS= $(BIN)/python -m pip
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test venv clean bench-precision bench-models bench-ebb bench-retrieval bench-infer bench-ceiling bench-plain
+.PHONY: demo test venv clean bench-precision bench-models bench-ebb bench-retrieval bench-infer bench-ceiling bench-plain bench-vectorize
 
 venv: $(STAMP)
 
@@ -48,3 +48,6 @@ clean:
 
 bench-plain: $(STAMP)
 	$(BIN)/python benchmarks/plain_baseline.py $(ARGS)
+
+bench-vectorize: $(STAMP)
+	$(BIN)/python benchmarks/vectorize.py $(ARGS)

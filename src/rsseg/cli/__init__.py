@@ -86,7 +86,7 @@ def main() -> None:
 
 
 # the command modules register their commands on ``app`` when imported (after it exists)
-from rsseg.cli import data, explain, index, models, run, ssl  # noqa: F401
+from rsseg.cli import data, explain, gis, index, models, run, ssl  # noqa: F401
 
 if __name__ == "__main__":
     main()
