@@ -54,7 +54,7 @@ def test_polygons_rasterise_back_to_the_class_map_exactly(tmp_path, fmt):
     classes = _random_map()
     path = _write(tmp_path / "scene_classes.tif", classes)
     result = vectorize_map(path, options=VectorizeOptions(format=fmt, strip_rows=17))
-    assert result.path == tmp_path / f"scene_classes{VECTOR_FORMATS[fmt][0]}" and result.strips == 9
+    assert result.path == tmp_path / f"scene_polygons{VECTOR_FORMATS[fmt][0]}" and result.strips == 9
     frame = _read(result.path)
     with rasterio.open(path) as src:
         np.testing.assert_array_equal(_back(frame, classes.shape, src.transform), classes)
@@ -149,7 +149,7 @@ def test_a_map_without_crs_says_so_in_a_warning_and_in_the_file(tmp_path):
     result = CliRunner().invoke(app, ["vectorize", str(path)])
     assert result.exit_code == 0, result.output
     assert "no CRS" in result.output and str(path) in result.output.replace("\n", "")
-    out = tmp_path / "nocrs.gpkg"
+    out = tmp_path / "nocrs_polygons.gpkg"
     meta = json.loads(pyogrio.read_info(out)["layer_metadata"]["rsseg"])
     assert meta["area_units"] == "pixel" and "no CRS" in meta["note"]
     assert _read(out).area_m2.isna().all()
@@ -172,3 +172,17 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path):
     result = runner.invoke(app, ["vectorize", str(probs)])
     assert result.exit_code == 2 and "one-band integer class map" in result.output
     assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+
+
+def test_a_qgis_style_beside_the_polygons_of_a_map_with_a_colour_table(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    path = _write(tmp_path / "m_classes.tif", _random_map(7, 30, 30))
+    with rasterio.open(path, "r+") as dst:
+        dst.write_colormap(1, {0: (10, 20, 30), 1: (40, 50, 60), 2: (70, 80, 90), 3: (1, 2, 3)})
+    result = vectorize_map(path)
+    assert result.style == tmp_path / "m_polygons.qml"
+    symbols = ET.parse(result.style).getroot().findall("renderer-v2/symbols/symbol")
+    assert [s.find("layer/Option/Option[@name='color']").get("value") for s in symbols][:2] == [
+        "10,20,30,255", "40,50,60,255"]
+    assert vectorize_map(_write(tmp_path / "plain.tif", _random_map(7, 30, 30))).style is None

@@ -34,6 +34,7 @@ from scipy import ndimage
 from rsseg.errors import RsSegError
 from rsseg.gis.areas import AreaMeter
 from rsseg.gis.formats import suffix_of, write_polygons
+from rsseg.gis.qml import polygon_style, write_style
 
 #: ``max probability`` rasters (confidence, probabilities) store round(254 p); 255 is nodata.
 CONF_SCALE = 254
@@ -57,6 +58,7 @@ class VectorizeResult:
     strips: int
     units: str  # "m2" or "pixel"
     confidence: Path | None
+    style: Path | None  # the QGIS style sidecar
     warnings: list[str] = field(default_factory=list)
 
 
@@ -129,6 +131,13 @@ def _sieve(src, nodata, row: int, rows: int, halo: int, min_pixels: int) -> np.n
     sieved = sieve(data, min_pixels, mask=valid, connectivity=4)
     sieved[~valid] = data[~valid]
     return sieved[row - top: row - top + rows]
+
+
+def default_vector_path(class_map: Path, fmt: str) -> Path:
+    """``NAME_classes.tif`` -> ``NAME_polygons.gpkg`` (not ``NAME_classes.gpkg``: its QGIS style
+    sidecar would take the name of the class map's own)."""
+    stem = class_map.name.removesuffix(".tif").removesuffix("_classes")
+    return class_map.with_name(stem + "_polygons" + suffix_of(fmt))
 
 
 def _confidence_path(class_map: Path, given: Path | None) -> Path | None:
@@ -230,10 +239,10 @@ def vectorize_map(class_map: Path, out: Path | None = None, *,
                                      f"got {src.count} band(s) of {src.dtypes[0]}")
                 meter = AreaMeter.of(src, class_map)
                 names = class_names(src)
+                colors = _colors(src)
                 transform = src.transform
             meter.check_simplify(options.simplify, class_map)
-            out = Path(out) if out is not None else class_map.with_name(
-                class_map.name.removesuffix(".tif") + suffix_of(options.format))
+            out = Path(out) if out is not None else default_vector_path(class_map, options.format)
             records = list(_regions(class_map, options, meter))
     except rasterio.errors.RasterioIOError as exc:
         raise RsSegError(f"{class_map}: cannot read the class map: {exc}") from None
@@ -260,4 +269,15 @@ def vectorize_map(class_map: Path, out: Path | None = None, *,
     if meter.note:
         metadata["note"] = meter.note
     write_polygons(out, options.format, table, geoms, meter.crs, metadata)
-    return VectorizeResult(out, len(records), strips, meter.units, conf_path, [meter.note] if meter.note else [])
+    style = None
+    if names and colors:
+        style = write_style(out, polygon_style(names, [colors.get(i, (128, 128, 128)) for i in range(len(names))]))
+    return VectorizeResult(out, len(records), strips, meter.units, conf_path, style,
+                           [meter.note] if meter.note else [])
+
+
+def _colors(src) -> dict[int, tuple[int, int, int]] | None:
+    try:
+        return {i: tuple(c[:3]) for i, c in src.colormap(1).items()}
+    except ValueError:  # no colour table
+        return None
