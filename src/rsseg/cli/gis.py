@@ -38,3 +38,26 @@ def vectorize(
         err_console.print(f"[yellow]warning:[/] {note}", highlight=False)
     console.print(f"polygons: {result.path} ({result.polygons} polygons, {result.strips} strip(s), "
                   f"areas in {result.units}, confidence: {result.confidence or 'none'})")
+
+
+@app.command()
+@_guard
+def view(
+    folder: Annotated[Path, typer.Argument(help="Prediction folder (rsseg predict --out).")],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port).")] = 8765,
+    image: Annotated[
+        list[Path] | None, typer.Option(help="Input image(s) to show under the maps (matched by name); "
+                                             "default: the one each scene's STAC Item names.")
+    ] = None,
+) -> None:
+    """A local web map of a prediction folder: image, class map and confidence layers, legend,
+    pixel probabilities on click, class areas. Bound to 127.0.0.1; nothing fetched from the internet."""
+    from rsseg.viewer import serve
+
+    def ready(server) -> None:
+        console.print(f"rsseg view: {server.url}  ({len(server.scenes)} scene(s); Ctrl-C stops)")
+
+    try:
+        serve(folder, port, image or [], on_ready=ready)
+    except KeyboardInterrupt:
+        console.print("stopped")
