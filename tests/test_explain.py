@@ -43,7 +43,8 @@ def direct_logits(predictor, image: np.ndarray) -> np.ndarray:
     x = predictor.select_and_normalize(image)
     _, h, w = x.shape
     x = np.pad(x, ((0, 0), (m, predictor.window - h - m), (m, predictor.window - w - m)), mode="reflect")
-    with torch.no_grad():
+    bf16 = predictor.precision == "bf16"  # like with like: the predictor's precision on both sides
+    with torch.no_grad(), torch.autocast(predictor.device.type, dtype=torch.bfloat16, enabled=bf16):
         out = predictor.model(torch.from_numpy(np.ascontiguousarray(x))[None].to(predictor.device))
     return out[0, :, m : m + h, m : m + w].float().cpu().numpy()
 
