@@ -49,6 +49,7 @@ def direct_logits(predictor, image: np.ndarray) -> np.ndarray:
     return out[0, :, m : m + h, m : m + w].float().cpu().numpy()
 
 
+@pytest.mark.bf16
 def test_every_class_map_is_the_models_last_layer(tiny_run, scene, predictor, tmp_path):
     out = tmp_path / "act"
     result = explain_image(tiny_run.best_checkpoint, scene, out, progress=False)

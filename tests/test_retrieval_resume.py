@@ -195,6 +195,7 @@ def test_wrong_band_count_names_the_file(tiny_run, fast_ckpt, tmp_path):
         search_index(index, tmp_path / "junk.tif", by="emd")
 
 
+@pytest.mark.bf16
 def test_backbone_embeddings_of_an_smp_unet_resnet18(tiny_run, tmp_path):
     from rsseg.checkpoint import load_predictor
     from rsseg.infer import read_image

@@ -141,6 +141,7 @@ def test_exported_encoder_metadata_and_freeze_encoder_keeps_it(tiny_ssl, tmp_pat
         assert torch.equal(state[f"model.encoder.{key}"], value), key
 
 
+@pytest.mark.bf16
 def test_bf16_pretraining_step(tiny_config_path, tmp_path):
     cfg = config(tiny_config_path, tmp_path, precision="bf16")
     result = pretrain(cfg, small(epochs=1, limit_batches=1, batch_size=4), progress=False)
