@@ -11,11 +11,13 @@ from typer.testing import CliRunner
 
 from rsseg import runtime
 from rsseg.checkpoint import load_predictor
+from rsseg.classes import ClassTable
 from rsseg.cli import app
 from rsseg.config import load_config
 from rsseg.data.synthetic import generate_scene, write_scene
 from rsseg.errors import RsSegError
 from rsseg.infer import PredictOptions
+from rsseg.predictor import Predictor
 from rsseg.runtime import PRECISION_ENV, use_bf16
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
@@ -57,6 +59,9 @@ def test_rsseg_precision_forces_what_auto_means_and_nothing_else(monkeypatch):
             assert use_bf16("auto", "cpu") is bf16, (native, forced)
             assert use_bf16("32", "cpu") is False and use_bf16("bf16", "cpu") is True
         monkeypatch.delenv(PRECISION_ENV)
+    monkeypatch.setenv(PRECISION_ENV, "fp16")  # checked even where the precision is explicit
+    with pytest.raises(RsSegError, match=r"^RSSEG_PRECISION='fp16' is not a precision: set 32 or bf16, or unset it for auto$"):
+        use_bf16("32", "cpu")
 
 
 @pytest.mark.bf16
@@ -121,3 +126,16 @@ def test_bf16_on_a_gpu_without_it_fails_before_any_work(tiny_config_path, traine
     with pytest.raises(RsSegError) as err:
         PredictOptions(precision="bf16").check(predictor)
     assert str(err.value) == "--precision=bf16: this GPU (Tesla T4) has no bf16 support; use 32"
+
+
+def test_an_onnx_model_refuses_bf16_and_keeps_fp32():
+    class Numpy:  # what rsseg.onnx_engine.OrtModule looks like to a Predictor
+        takes_numpy = True
+
+    predictor = Predictor(model=Numpy(), classes=ClassTable(names=("a", "b"), colors=((0, 0, 0), (9, 9, 9))),
+                          mean=[0.0], std=[1.0])
+    with pytest.raises(RsSegError, match=r"^--precision bf16 needs a torch checkpoint: an ONNX model runs in fp32$"):
+        PredictOptions(precision="bf16").check(predictor)
+    for precision in ("32", "auto"):
+        PredictOptions(precision=precision).check(predictor)
+        assert PredictOptions(precision=precision).configure(predictor).precision == "32"
