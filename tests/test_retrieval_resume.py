@@ -195,6 +195,7 @@ def test_wrong_band_count_names_the_file(tiny_run, fast_ckpt, tmp_path):
         search_index(index, tmp_path / "junk.tif", by="emd")
 
 
+@pytest.mark.bf16
 def test_backbone_embeddings_of_an_smp_unet_resnet18(tiny_run, tmp_path):
     from rsseg.checkpoint import load_predictor
     from rsseg.infer import read_image
@@ -212,6 +213,7 @@ def test_backbone_embeddings_of_an_smp_unet_resnet18(tiny_run, tmp_path):
     encoder = encoder_of(predictor.model)
     assert type(encoder).__name__ == "ResNetEncoder"
     chip = read_image(scenes[0])[0][:, 64:128, 0:64]
+    assert predictor.precision == "32"  # index embeddings are fp32 whatever `auto` means here
     with torch.inference_mode():
         feats = encoder(torch.from_numpy(predictor.select_and_normalize(chip))[None])[-1]
     assert feats.shape[1] == 512

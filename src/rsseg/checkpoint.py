@@ -37,7 +37,10 @@ def read_checkpoint(path: Path) -> dict:
 
 def load_predictor(path: Path, *, device: torch.device | None = None, config: Config | None = None) -> Predictor:
     """Checkpoint -> ready-to-run ``Predictor``; ``config`` replaces the run's saved config
-    (inference settings, data); ``predictor.config`` is whichever was used."""
+    (inference settings, data); ``predictor.config`` is whichever was used.
+
+    Precision is ``infer.precision`` (fp32 unless set), not ``train.precision``: a map must
+    not change with the CPU it is made on (README, "Precision")."""
     ckpt = read_checkpoint(path)
     hp = ckpt["hyper_parameters"]
     try:
@@ -53,7 +56,7 @@ def load_predictor(path: Path, *, device: torch.device | None = None, config: Co
         raise RsSegError(f"{path}: checkpoint does not match its model config: {exc}") from None
     cfg = config or saved
     device = device or default_device()
-    bf16 = use_bf16(cfg.train.precision, device.type)
+    bf16 = use_bf16(cfg.infer.precision, device.type, key="infer.precision")
     bands = hp.get("bands")
     return Predictor(
         model=model,

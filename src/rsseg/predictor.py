@@ -40,7 +40,7 @@ class Predictor:
     window: int = 256
     keep: int = 224
     batch_size: int = 8
-    precision: Literal["bf16", "32"] = "bf16"
+    precision: Literal["bf16", "32"] = "32"  # maps independent of the machine (rsseg.runtime)
     channels_last: bool = True
     device: Any = "cpu"
     #: the run's ``rsseg.config.Config`` when loaded from a checkpoint (data, model, infer...)

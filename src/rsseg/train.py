@@ -184,6 +184,13 @@ def train(
     progress: bool = True,
 ) -> TrainResult:
     """Train ``cfg`` into a new run directory, or continue the run in ``resume``."""
+    # precision first: a bf16 the device cannot run fails before the run directory is made
+    accelerator = cfg.train.accelerator
+    device_type = "cuda" if accelerator in ("gpu", "cuda") or (
+        accelerator == "auto" and torch.cuda.is_available()
+    ) else "cpu"
+    bf16 = use_bf16(cfg.train.precision, device_type)
+    channels_last = use_channels_last(cfg.train.channels_last, bf16, device_type)
     if resume is not None:
         run_dir = Path(resume)
         ckpt_path = run_dir / "checkpoints" / "last.ckpt"
@@ -216,13 +223,6 @@ def train(
     train_dl = DataLoader(train_ds, shuffle=sampler is None, sampler=sampler,
                           drop_last=drawn > cfg.data.batch_size, **loader)
     val_dl = DataLoader(val_ds, shuffle=False, **loader) if val_ds is not None else None
-
-    accelerator = cfg.train.accelerator
-    device_type = "cuda" if accelerator in ("gpu", "cuda") or (
-        accelerator == "auto" and torch.cuda.is_available()
-    ) else "cpu"
-    bf16 = use_bf16(cfg.train.precision, device_type)
-    channels_last = use_channels_last(cfg.train.channels_last, bf16, device_type)
 
     class_counts = None
     if isinstance(cfg.loss.class_weights, str):  # "inverse" / "median" need the class priors

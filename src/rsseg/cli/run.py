@@ -87,13 +87,16 @@ def predict(
     overviews: Annotated[
         bool, typer.Option("--overviews", help="Internal overviews in the GeoTIFFs (class map: mode), for GIS.")
     ] = False,
+    precision: Annotated[
+        str | None, typer.Option(help="32 (checkpoint default: same map on any machine), bf16 (faster), auto.")
+    ] = None,
 ) -> None:
     """Predict whole scenes, streamed: class GeoTIFF, colour and blend PNGs, class areas (JSON)."""
     from rsseg.infer import PredictOptions, ScenesFailed, predict_files
 
     options = PredictOptions(mode=mode, window=window, keep=keep, fast_tile=fast_tile, batch_size=batch_size,
                              blend=blend, tta=tta, probabilities=probabilities, skip_existing=skip_existing,
-                             low_memory=low_memory, overviews=overviews)
+                             low_memory=low_memory, overviews=overviews, precision=precision)
     results = predict_files(checkpoint, inputs, out, options=options, workers=workers, scheduler=scheduler,
                             threads=threads, engine=engine, raise_on_error=False)
     for r in results:

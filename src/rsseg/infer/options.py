@@ -40,6 +40,9 @@ class PredictOptions:
 
     ``overviews``: internal overviews in the class (and probability) GeoTIFF, for GIS viewers
     (``rsseg.infer.writers``); off by default, as they cost time after the last window.
+
+    ``precision``: ``32``, ``bf16`` or ``auto`` replaces the checkpoint's ``infer.precision``
+    (torch models only; an ONNX model always runs in fp32).
     """
 
     mode: str = "reference"
@@ -54,6 +57,7 @@ class PredictOptions:
     skip_existing: bool = False
     low_memory: bool = False
     overviews: bool = False
+    precision: str | None = None
 
     def configure(self, predictor: Predictor) -> Predictor:
         """A shallow copy of ``predictor`` with the overrides applied; in ``fast`` mode a torch
@@ -64,6 +68,10 @@ class PredictOptions:
         p.batch_size = self.batch_size or predictor.batch_size
         if self.low_memory:
             p.batch_size = max(1, min(p.batch_size, LOW_MEMORY_PIXELS // p.window**2))
+        if self.precision is not None and not predictor.numpy_native:
+            from rsseg.runtime import use_bf16  # imports torch: not for ONNX models
+
+            p.precision = "bf16" if use_bf16(self.precision, p.device.type, key="--precision") else "32"
         if self.mode == "fast" and not predictor.numpy_native:  # onnxruntime fuses BatchNorm itself
             from rsseg.infer.fuse import fold_batchnorm
 
@@ -72,6 +80,10 @@ class PredictOptions:
 
     def check(self, predictor: Predictor) -> None:
         """Fail before any work on options that cannot run."""
+        if self.precision not in (None, "32", "bf16", "auto"):
+            raise RsSegError(f"unknown precision '{self.precision}'; choose 32, bf16 or auto")
+        if self.precision == "bf16" and predictor.numpy_native:
+            raise RsSegError("--precision bf16 needs a torch checkpoint: an ONNX model runs in fp32")
         p = self.configure(predictor)
         margin = check_border(p.window, p.keep)
         if self.mode not in MODES:
@@ -98,7 +110,8 @@ class PredictOptions:
         """How the map was made, stored in the GeoTIFF and the area JSON."""
         p = self.configure(predictor)
         return {"rsseg_mode": self.mode, "rsseg_window": str(p.window), "rsseg_keep": str(p.keep),
-                "rsseg_blend": self.blend or "none", "rsseg_tta": str(self.tta).lower()}
+                "rsseg_blend": self.blend or "none", "rsseg_tta": str(self.tta).lower(),
+                "rsseg_precision": p.precision}
 
 
 @dataclass(eq=False)

@@ -155,6 +155,13 @@ def pretrain(
     progress: bool = True,
 ) -> PretrainResult:
     """Pretrain ``cfg.model``'s encoder on unlabelled tiles into a new run (or continue ``resume``)."""
+    # precision first: a bf16 the device cannot run fails before the run directory is made
+    accelerator = cfg.train.accelerator
+    device_type = "cuda" if accelerator in ("gpu", "cuda") or (
+        accelerator == "auto" and torch.cuda.is_available()
+    ) else "cpu"
+    bf16 = use_bf16(cfg.train.precision, device_type)
+    channels_last = use_channels_last(cfg.train.channels_last, bf16, device_type)
     pcfg = pretrain_section(cfg, pretrain_cfg)
     if resume is not None:
         run_dir = Path(resume)
@@ -191,12 +198,6 @@ def pretrain(
     loader = DataLoader(dataset, batch_size=pcfg.batch_size, shuffle=True, drop_last=len(dataset) > pcfg.batch_size,
                         num_workers=workers, persistent_workers=workers > 0)
 
-    accelerator = cfg.train.accelerator
-    device_type = "cuda" if accelerator in ("gpu", "cuda") or (
-        accelerator == "auto" and torch.cuda.is_available()
-    ) else "cpu"
-    bf16 = use_bf16(cfg.train.precision, device_type)
-    channels_last = use_channels_last(cfg.train.channels_last, bf16, device_type)
     if ckpt_path is not None:
         _check_resume(ckpt_path, n_bands)
     task = SimCLRTask(cfg.model_dump(mode="json"), pcfg.model_dump(mode="json"), n_bands, mean, std, names,
