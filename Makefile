@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 PIP    := PIP_FIND_LINKS= $(BIN)/python -m pip
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test venv clean bench-precision bench-models bench-ebb bench-retrieval bench-infer bench-ceiling bench-plain bench-vectorize
+.PHONY: demo test venv clean bench-precision bench-models bench-ebb bench-retrieval bench-infer bench-ceiling bench-plain bench-vectorize gpu-check
 
 venv: $(STAMP)
 
@@ -54,3 +54,6 @@ bench-plain: $(STAMP)
 
 bench-vectorize: $(STAMP)
 	$(BIN)/python benchmarks/vectorize.py $(ARGS)
+
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py $(ARGS)
