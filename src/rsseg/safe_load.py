@@ -1,0 +1,70 @@
+"""``torch.load`` that never runs code: weights-only unpickling, every failure one ``RsSegError`` line.
+
+Why: a checkpoint is a pickle; with ``weights_only=False`` opening a downloaded or shared file runs
+whatever its ``__reduce__`` says. rsseg's own checkpoints hold only tensors and plain data, so
+the weights-only unpickler reads them all. Imports only torch (no cycles: train.py uses it too).
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rsseg.errors import RsSegError
+
+_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation", "In PyTorch 2.6")
+
+
+def _short_reason(message: str) -> str:
+    """The one informative line of torch's many-line weights-only error."""
+    for line in message.splitlines():
+        line = line.strip().removeprefix("WeightsUnpickler error:").strip()
+        if line and not line.startswith(_BOILERPLATE):
+            return line.split(". ")[0].rstrip(".")[:200]
+    return "unsupported content"
+
+
+def _is_pickle(path: Path) -> bool:
+    """Starts like a pickle of protocol 2+ (``pickle.dump``): else an unknown opcode means junk."""
+    with path.open("rb") as fh:
+        return fh.read(1) == b"\x80"
+
+
+def load_weights_only(path: Path | str, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; an unsafe, corrupt or missing file is
+    an ``RsSegError`` naming ``path`` (``what``: the kind of file, for the message)."""
+    path = Path(path)
+    if not path.exists():
+        raise RsSegError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise RsSegError(f"{what} path is a directory, expected a file: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = _short_reason(str(exc))
+        junk = reason.startswith("Unsupported operand") and not _is_pickle(path)  # not a pickle at all
+        if junk or "Weights only load failed" not in str(exc):
+            raise RsSegError(f"{path} is not a readable {what} (corrupt or truncated?)") from None
+        raise RsSegError(
+            f"{path}: refusing to load: the {what} holds objects other than tensors and plain data "
+            f"(weights-only loading failed: {reason})"
+        ) from None
+    except MemoryError:
+        raise
+    except OSError as exc:
+        raise RsSegError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except Exception:  # noqa: BLE001 (RuntimeError, EOFError, KeyError, struct.error...: a bad file)
+        raise RsSegError(f"{path} is not a readable {what} (corrupt or truncated?)") from None
+
+
+def read_lightning_checkpoint(path: Path | str, what: str = "checkpoint") -> dict:
+    """A Lightning checkpoint read safely: a dict with ``state_dict`` and ``hyper_parameters``."""
+    ckpt = load_weights_only(path, what)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise RsSegError(f"{path} is not an rsseg checkpoint (no state_dict/hyper_parameters)")
+    if not isinstance(ckpt["hyper_parameters"], dict):
+        raise RsSegError(f"{path} is not an rsseg checkpoint (hyper_parameters is not a mapping)")
+    return ckpt
