@@ -1,16 +1,19 @@
 """``torch.load`` that never runs code: weights-only unpickling, every failure one ``RsSegError`` line.
 
-Why: a checkpoint is a pickle; with ``weights_only=False`` opening a downloaded or shared file runs
+Why: a checkpoint is a pickle; unpickled in full, opening a downloaded or shared file runs
 whatever its ``__reduce__`` says. rsseg's own checkpoints hold only tensors and plain data, so
-the weights-only unpickler reads them all. Imports only torch (no cycles: train.py uses it too).
+the weights-only unpickler reads them all. Imports only torch/numpy (no cycles: train.py uses it).
 """
 
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
+from collections.abc import Mapping
+from enum import Enum
+from pathlib import Path, PurePath
 from typing import Any
 
+import numpy as np
 import torch
 
 from rsseg.errors import RsSegError
@@ -68,3 +71,22 @@ def read_lightning_checkpoint(path: Path | str, what: str = "checkpoint") -> dic
     if not isinstance(ckpt["hyper_parameters"], dict):
         raise RsSegError(f"{path} is not an rsseg checkpoint (hyper_parameters is not a mapping)")
     return ckpt
+
+
+def plain_data(obj: Any) -> Any:
+    """``obj`` with numpy values, paths, sets and mapping subclasses made plain: what rsseg puts
+    in a checkpoint must load weights-only (called from ``on_save_checkpoint``)."""
+    if isinstance(obj, torch.Tensor | str | bytes | int | float | bool) or obj is None:
+        return obj
+    if isinstance(obj, Mapping):
+        return {k: plain_data(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set | frozenset):
+        items = [plain_data(v) for v in obj]
+        return tuple(items) if isinstance(obj, tuple) else items
+    if isinstance(obj, np.generic | np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if isinstance(obj, Enum):
+        return plain_data(obj.value)
+    return obj

@@ -33,7 +33,7 @@ from rsseg.metrics import ConfusionMatrix, compute_metrics
 from rsseg.models import build_model
 from rsseg.optim import build_optimizer
 from rsseg.runtime import use_bf16, use_channels_last
-from rsseg.safe_load import read_lightning_checkpoint
+from rsseg.safe_load import plain_data, read_lightning_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,9 @@ class SegmentationTask(L.LightningModule):
 
     def configure_optimizers(self):
         return build_optimizer(self.cfg.optim, self.model.parameters(), self.trainer)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["hyper_parameters"] = plain_data(checkpoint.get("hyper_parameters", {}))  # loads weights-only
 
 
 def _quiet_lightning() -> None:
