@@ -8,6 +8,7 @@ the weights-only unpickler reads them all. Imports only torch/numpy (no cycles: 
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path, PurePath
@@ -18,16 +19,17 @@ import torch
 
 from rsseg.errors import RsSegError
 
-_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation", "In PyTorch 2.6")
-
 
 def _short_reason(message: str) -> str:
     """The one informative line of torch's many-line weights-only error."""
-    for line in message.splitlines():
-        line = line.strip().removeprefix("WeightsUnpickler error:").strip()
-        if line and not line.startswith(_BOILERPLATE):
-            return line.split(". ")[0].rstrip(".")[:200]
-    return "unsupported content"
+    lines = [line.strip() for line in message.splitlines()]
+    for marker in ("WeightsUnpickler error:", "unsupported global", "unsupported operand"):
+        for line in lines:
+            at = line.lower().find(marker.lower())
+            reason = (line[at + len(marker):] if marker.endswith(":") else line).strip()
+            if at >= 0 and reason:
+                return reason.split(". ")[0].rstrip(".")[:200]
+    return "content other than tensors and plain data"
 
 
 def _is_pickle(path: Path) -> bool:
@@ -45,7 +47,9 @@ def load_weights_only(path: Path | str, what: str = "checkpoint") -> Any:
     if path.is_dir():
         raise RsSegError(f"{what} path is a directory, expected a file: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # "Detected pickle protocol 4": the error below says it all
+            warnings.filterwarnings("ignore", ".*pickle protocol.*", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         reason = _short_reason(str(exc))
         junk = reason.startswith("Unsupported operand") and not _is_pickle(path)  # not a pickle at all
@@ -76,6 +80,8 @@ def read_lightning_checkpoint(path: Path | str, what: str = "checkpoint") -> dic
 def plain_data(obj: Any) -> Any:
     """``obj`` with numpy values, paths, sets and mapping subclasses made plain: what rsseg puts
     in a checkpoint must load weights-only (called from ``on_save_checkpoint``)."""
+    if isinstance(obj, np.generic | np.ndarray):  # before float/str: np.float64 and np.str_ subclass them
+        return obj.tolist()
     if isinstance(obj, torch.Tensor | str | bytes | int | float | bool) or obj is None:
         return obj
     if isinstance(obj, Mapping):
@@ -83,8 +89,6 @@ def plain_data(obj: Any) -> Any:
     if isinstance(obj, list | tuple | set | frozenset):
         items = [plain_data(v) for v in obj]
         return tuple(items) if isinstance(obj, tuple) else items
-    if isinstance(obj, np.generic | np.ndarray):
-        return obj.tolist()
     if isinstance(obj, PurePath):
         return str(obj)
     if isinstance(obj, Enum):
