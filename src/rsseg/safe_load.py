@@ -82,6 +82,8 @@ def plain_data(obj: Any) -> Any:
     in a checkpoint must load weights-only (called from ``on_save_checkpoint``)."""
     if isinstance(obj, np.generic | np.ndarray):  # before float/str: np.float64 and np.str_ subclass them
         return obj.tolist()
+    if isinstance(obj, Enum):  # before str/int: StrEnum and IntEnum subclass them
+        return plain_data(obj.value)
     if isinstance(obj, torch.Tensor | str | bytes | int | float | bool) or obj is None:
         return obj
     if isinstance(obj, Mapping):
@@ -91,6 +93,4 @@ def plain_data(obj: Any) -> Any:
         return tuple(items) if isinstance(obj, tuple) else items
     if isinstance(obj, PurePath):
         return str(obj)
-    if isinstance(obj, Enum):
-        return plain_data(obj.value)
     return obj

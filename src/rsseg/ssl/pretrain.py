@@ -200,7 +200,7 @@ def pretrain(
     bf16 = use_bf16(cfg.train.precision, device_type)
     channels_last = use_channels_last(cfg.train.channels_last, bf16, device_type)
     if ckpt_path is not None:
-        _check_resume(ckpt_path, resumed, n_bands)
+        _check_resume(ckpt_path, resumed or {}, n_bands)
     task = SimCLRTask(cfg.model_dump(mode="json"), pcfg.model_dump(mode="json"), n_bands, mean, std, names,
                       channels_last)
 
