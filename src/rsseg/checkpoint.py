@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -14,20 +12,12 @@ from rsseg.errors import RsSegError
 from rsseg.models import build_model
 from rsseg.predictor import Predictor
 from rsseg.runtime import default_device, inference_batch_size, use_bf16, use_channels_last
+from rsseg.safe_load import read_lightning_checkpoint
 
 
 def read_checkpoint(path: Path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise RsSegError(f"checkpoint not found: {path}")
-    if path.is_dir():
-        raise RsSegError(f"checkpoint path is a directory, expected a .ckpt file: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
-        raise RsSegError(f"{path} is not a readable checkpoint (corrupt or truncated?): {exc}") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        raise RsSegError(f"{path} is not an rsseg checkpoint (no state_dict/hyper_parameters)")
+    """A training checkpoint, loaded weights-only (opening it never runs code: ``rsseg.safe_load``)."""
+    ckpt = read_lightning_checkpoint(path)
     hp = ckpt["hyper_parameters"]
     missing = [k for k in ("config", "classes", "mean", "std") if k not in hp]
     if missing:

@@ -33,6 +33,7 @@ from rsseg.metrics import ConfusionMatrix, compute_metrics
 from rsseg.models import build_model
 from rsseg.optim import build_optimizer
 from rsseg.runtime import use_bf16, use_channels_last
+from rsseg.safe_load import plain_data, read_lightning_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,9 @@ class SegmentationTask(L.LightningModule):
 
     def configure_optimizers(self):
         return build_optimizer(self.cfg.optim, self.model.parameters(), self.trainer)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["hyper_parameters"] = plain_data(checkpoint.get("hyper_parameters", {}))  # loads weights-only
 
 
 def _quiet_lightning() -> None:
@@ -196,6 +200,7 @@ def train(
         ckpt_path = run_dir / "checkpoints" / "last.ckpt"
         if not ckpt_path.exists():
             raise RsSegError(f"cannot resume: {ckpt_path} not found")
+        read_lightning_checkpoint(ckpt_path)  # weights-only, before Lightning: a bad file is one line
     else:
         run_dir = new_run_dir(cfg, config_name)
         ckpt_path = None
@@ -275,7 +280,7 @@ def train(
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*but have no `val_dataloader`.*")  # data.split.val: []
         warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
-        trainer.fit(task, train_dl, val_dl, ckpt_path=ckpt_path)
+        trainer.fit(task, train_dl, val_dl, ckpt_path=ckpt_path, weights_only=True)
     seconds = time.perf_counter() - start
     skipped = [*source.skipped, *train_ds.skipped, *(val_ds.skipped if val_ds is not None else [])]
     if skipped:

@@ -21,6 +21,7 @@ from torch import nn
 from rsseg.errors import RsSegError
 from rsseg.io import atomic_path
 from rsseg.models import encoder_of
+from rsseg.safe_load import load_weights_only
 from rsseg.ssl.features import describe_signature, encoder_signature
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def read_metadata(path: Path) -> dict[str, Any] | None:
                 raw = fh.metadata() or {}
             meta = {k: json.loads(v) for k, v in raw.items()}
         elif path.suffix == ".pt":
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = load_weights_only(path, "weights file")  # an unsafe or corrupt file: one line
             meta = obj.get("rsseg") if isinstance(obj, dict) else None
         else:
             return None

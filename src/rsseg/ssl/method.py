@@ -29,6 +29,7 @@ from rsseg import __version__
 from rsseg.config import Config
 from rsseg.config.pretrain import PretrainConfig
 from rsseg.models import build_model, encoder_of
+from rsseg.safe_load import plain_data
 from rsseg.ssl.features import encoder_features, feature_widths
 
 
@@ -130,3 +131,6 @@ class SimCLRTask(L.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["hyper_parameters"] = plain_data(checkpoint.get("hyper_parameters", {}))  # loads weights-only
