@@ -82,3 +82,74 @@ def test_nan_gradient_at_the_first_step_leaves_no_checkpoint(tiny_config_path, m
     assert "no checkpoint was written" in line and str(run_dir) in line
     assert not list(run_dir.rglob("*.ckpt"))
     assert not (run_dir / "report.html").exists()
+
+
+def _predict(ckpt: Path, scene: Path, out: Path, caplog) -> tuple[object, list[str]]:
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        result = CliRunner().invoke(app, ["predict", str(ckpt), str(scene), "--out", str(out)],
+                                    env={"COLUMNS": "1000"})
+    return result, [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def _float_scene(path: Path, image: np.ndarray) -> Path:
+    from rasterio.crs import CRS
+    from rasterio.transform import Affine
+
+    with rasterio.open(path, "w", driver="GTiff", width=image.shape[2], height=image.shape[1],
+                       count=image.shape[0], dtype="float32", crs=CRS.from_epsg(32633),
+                       transform=Affine(0.5, 0, 500000, 0, -0.5, 5000000)) as dst:  # no nodata tag
+        dst.write(image)
+    return path
+
+
+def test_nan_and_inf_pixels_are_nodata_in_the_map_and_the_areas(trained, tmp_path, caplog):
+    image = np.random.default_rng(0).uniform(0, 255, (3, 150, 200)).astype(np.float32)
+    image[1, 20:50, 30:70] = np.nan  # a 30 x 40 block in one band
+    image[2, 100, 150] = np.inf
+    image[0, 5, 5] = -np.inf
+    bad = ~np.isfinite(image).all(axis=0)
+    scene = _float_scene(tmp_path / "holes.tif", image)
+    result, warnings = _predict(trained, scene, tmp_path / "out", caplog)
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "out" / "holes_classes.tif") as ds:
+        classes, nodata = ds.read(1), ds.nodata
+    assert nodata == 255 and np.array_equal(classes == 255, bad)
+    areas = json.loads((tmp_path / "out" / "holes_areas.json").read_text())
+    assert areas["nodata_pixels"] == bad.sum() == 1202
+    assert areas["valid_pixels"] == sum(c["pixels"] for c in areas["classes"]) == image[0].size - 1202
+    assert [w for w in warnings if "NaN" in w] == [
+        f"{scene}: 1202 pixels (4.01%) hold NaN or infinite values: they are nodata (255) in the "
+        "class map and left out of the areas"
+    ]
+
+
+def test_all_nan_scene_warns_and_writes_all_nodata_outputs(trained, tmp_path, caplog):
+    scene = _float_scene(tmp_path / "empty.tif", np.full((3, 64, 80), np.nan, dtype=np.float32))
+    result, warnings = _predict(trained, scene, tmp_path / "out", caplog)
+    assert result.exit_code == 0, result.output
+    assert f"{scene}: no valid pixels: every pixel is nodata" in warnings
+    with rasterio.open(tmp_path / "out" / "empty_classes.tif") as ds:
+        assert (ds.read(1) == 255).all()
+    areas = json.loads((tmp_path / "out" / "empty_areas.json").read_text())
+    assert areas["valid_pixels"] == 0 and areas["nodata_pixels"] == 64 * 80
+    assert all(c["pixels"] == 0 and c["fraction"] is None for c in areas["classes"])
+
+
+def test_in_memory_prediction_masks_nan_and_integer_scenes_are_unchanged(caplog):
+    from infer_helpers import make_predictor
+
+    from rsseg.infer import border_corrected_predict
+
+    predictor = make_predictor()
+    image = np.random.default_rng(1).integers(0, 255, (3, 90, 70)).astype(np.uint16)
+    expected = border_corrected_predict(predictor, image)
+    assert (expected != 255).all()
+    holes = image.astype(np.float32)
+    holes[:, 10:20, 10:20] = np.nan
+    with caplog.at_level(logging.WARNING):
+        out = border_corrected_predict(predictor, holes)
+    hole = np.zeros(out.shape, dtype=bool)
+    hole[10:20, 10:20] = True
+    assert np.array_equal(out == 255, hole)
+    assert any("100 pixels (1.59%) hold NaN" in r.getMessage() for r in caplog.records)
