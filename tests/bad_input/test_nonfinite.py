@@ -153,3 +153,29 @@ def test_in_memory_prediction_masks_nan_and_integer_scenes_are_unchanged(caplog)
     hole[10:20, 10:20] = True
     assert np.array_equal(out == 255, hole)
     assert any("100 pixels (1.59%) hold NaN" in r.getMessage() for r in caplog.records)
+
+
+def test_nan_loss_stops_ssl_pretraining_after_the_last_good_epoch(tiny_config_path, tmp_path, monkeypatch):
+    from rsseg.config import load_config, validate_config
+    from rsseg.config.pretrain import PretrainConfig
+    from rsseg.errors import RsSegError
+    from rsseg.ssl.method import SimCLRTask
+    from rsseg.ssl.pretrain import pretrain
+
+    raw = load_config(tiny_config_path).model_dump(mode="json")
+    raw["train"] = {"threads": 1}
+    raw["output"] = {"dir": str(tmp_path / "runs"), "name": "ssl-nan"}
+    real, calls = SimCLRTask.loss, []
+
+    def loss(self, v1, v2):  # one step an epoch: epoch 0 is good, epoch 1 (step 1) goes NaN
+        calls.append(1)
+        value, accuracy = real(self, v1, v2)
+        return (value * float("nan") if len(calls) >= 2 else value), accuracy
+
+    monkeypatch.setattr(SimCLRTask, "loss", loss)
+    pcfg = PretrainConfig(epochs=3, limit_batches=1, batch_size=4, tile_size=48, view_size=32)
+    with pytest.raises(RsSegError, match=r"ssl-nan: training stopped at epoch 1, step 1 .*the loss is nan") as err:
+        pretrain(validate_config(raw), pcfg, progress=False)
+    last = tmp_path / "runs" / "ssl-nan" / "checkpoints" / "last.ckpt"
+    assert "\n" not in str(err.value) and f"{last} is the last good checkpoint" in str(err.value)
+    assert _all_finite(last) and torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 1
