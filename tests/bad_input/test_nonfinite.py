@@ -72,10 +72,11 @@ def test_nan_loss_stops_training_and_keeps_the_good_checkpoint(tiny_config_path,
     assert not list(run_dir.rglob(".*.tmp*"))
 
 
-def test_nan_gradient_at_the_first_step_leaves_no_checkpoint(tiny_config_path, monkeypatch):
+@pytest.mark.parametrize("precision", ["32", "bf16"])  # bf16 autocast has no scaler to skip the step
+def test_nan_gradient_at_the_first_step_leaves_no_checkpoint(tiny_config_path, monkeypatch, precision):
     _poisoned_loss(monkeypatch, at_call=1, gradient=True)
-    result = _train(tiny_config_path, "nan-grad")
-    run_dir = tiny_config_path.parent / "runs" / "nan-grad"
+    result = _train(tiny_config_path, f"nan-grad-{precision}", f"train.precision={precision}")
+    run_dir = tiny_config_path.parent / "runs" / f"nan-grad-{precision}"
     assert result.exit_code == 2, result.output
     line = result.output.strip().splitlines()[-1]
     assert "epoch 0, step 0" in line and "the gradient of model." in line and "is not finite" in line
