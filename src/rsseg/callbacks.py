@@ -70,7 +70,7 @@ class StopOnNonFinite(Callback):
             return
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         total = loss.float().sum()
-        if grads:
+        if grads:  # one fused norm kernel per device (torch's clip_grad_norm_ uses it too)
             total = total + torch.stack(torch._foreach_norm(grads)).float().sum().to(total.device)
         if bool(torch.isfinite(total)):
             return
@@ -89,7 +89,8 @@ def _first_nonfinite_grad(module: nn.Module) -> str:
 
 
 def stop_message(trainer: L.Trainer, what: str, batch: int) -> str:
-    """One line: where training stopped (epoch and step as in logs/metrics.csv) and what is kept."""
+    """One line: where training stopped (epoch and step counted from 0, as Lightning and
+    logs/metrics.csv count them) and which checkpoint is kept."""
     run_dir = Path(trainer.default_root_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
     kept = f"{last} is the last good checkpoint" if last.exists() else "no checkpoint was written"
