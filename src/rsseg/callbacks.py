@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch import nn
 
@@ -41,9 +44,67 @@ class FreezeEncoder(Callback):
             self.encoder.eval()
 
 
+class StopOnNonFinite(Callback):
+    """Stop with an ``RsSegError`` at the first non-finite loss or gradient, before the step.
+
+    Why: one NaN step makes every weight NaN, and the run would still end "successfully"
+    with NaN checkpoints and a report. Checked after backward and before the optimiser step
+    (one device sync a step: the loss and the summed gradient norms together), so the weights
+    are never updated with it and the checkpoints already written are the last good ones.
+    bf16 autocast is treated the same: without a loss scaler nothing skips such a step.
+    """
+
+    def __init__(self) -> None:
+        self._loss: torch.Tensor | None = None
+        self._batch = 0
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        self._loss, self._batch = None, batch_idx
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
+        self._loss = loss.detach()
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
+        loss, self._loss = self._loss, None
+        if loss is None:  # nothing was back-propagated (a training_step that returned None)
+            return
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        total = loss.float().sum()
+        if grads:  # one fused norm kernel per device (torch's clip_grad_norm_ uses it too)
+            total = total + torch.stack(torch._foreach_norm(grads)).float().sum().to(total.device)
+        if bool(torch.isfinite(total)):
+            return
+        if not bool(torch.isfinite(loss).all()):
+            what = f"the loss is {loss.float().sum().item()}"
+        else:
+            what = f"the gradient of {_first_nonfinite_grad(pl_module)} is not finite"
+        raise RsSegError(stop_message(trainer, what, self._batch))
+
+
+def _first_nonfinite_grad(module: nn.Module) -> str:
+    for name, p in module.named_parameters():
+        if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+            return name
+    return "some parameter"
+
+
+def stop_message(trainer: L.Trainer, what: str, batch: int) -> str:
+    """One line: where training stopped (epoch and step counted from 0, as Lightning and
+    logs/metrics.csv count them) and which checkpoint is kept."""
+    run_dir = Path(trainer.default_root_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    kept = f"{last} is the last good checkpoint" if last.exists() else "no checkpoint was written"
+    return (
+        f"{run_dir}: training stopped at epoch {trainer.current_epoch}, step {trainer.global_step} "
+        f"(batch {batch} of the epoch): {what}; the weights were not updated with it and {kept}; "
+        "check the images for NaN/inf values or lower optim.lr"
+    )
+
+
 def training_callbacks(cfg, model: nn.Module) -> list[Callback]:
-    """Early stopping and encoder freezing as the ``train`` section asks (``cfg``: Config)."""
-    callbacks: list[Callback] = []
+    """Early stopping and encoder freezing as the ``train`` section asks (``cfg``: Config),
+    and the stop on a non-finite loss (always)."""
+    callbacks: list[Callback] = [StopOnNonFinite()]
     stop = cfg.train.early_stopping
     if stop is not None:
         callbacks.append(

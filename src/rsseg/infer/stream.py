@@ -23,9 +23,10 @@ from rsseg.errors import RsSegError
 from rsseg.infer.areas import AreaCounter
 from rsseg.infer.engine import WindowEngine, check_bands
 from rsseg.infer.input_range import InputRangeCheck, range_check
+from rsseg.infer.nodata import ValidPixels
 from rsseg.infer.options import PredictOptions, SceneResult
 from rsseg.infer.outputs import Preview, write_areas
-from rsseg.infer.reader import ArraySource, RasterSource, StripReader, valid_mask
+from rsseg.infer.reader import ArraySource, RasterSource, StripReader
 from rsseg.infer.stitch import Blender, HardStitcher
 from rsseg.infer.windows import Grid
 from rsseg.infer.writers import (
@@ -51,23 +52,25 @@ def run_grid(
     *,
     options: PredictOptions,
     progress: Callable[[int], None] | None = None,
+    pixels: ValidPixels | None = None,
 ) -> InputRangeCheck | None:
     """Predict ``source`` on ``grid``; ``emit(y0, y1, classes, probs, raw)`` gets the
-    finished rows ``[y0, y1)`` in order (nodata pixels already set to 255; ``probs``, when
-    asked for, as float or as ``writers.probability_bytes``). Returns the check of the scene
-    against an int8 model's calibrated input range (None for other models)."""
+    finished rows ``[y0, y1)`` in order (nodata pixels, NaN/inf ones included, already set
+    to 255 by ``pixels``; ``probs``, when asked for, as float or as
+    ``writers.probability_bytes``). Returns the check of the scene against an int8 model's
+    calibrated input range (None for other models)."""
     engine = WindowEngine(predictor, grid, tta=options.tta)
     stitcher = (Blender(engine, options.blend) if options.blend
                 else HardStitcher(engine, probabilities=options.probabilities, scaled=True))
     reader = StripReader(source, grid)
-    nodata = source.info.nodata
+    pixels = pixels if pixels is not None else ValidPixels(source.info, predictor.bands)
     check = range_check(predictor)
     with warm_allocator():  # large windows' activations are not page-faulted again each pass
         for i in range(grid.rows):
             strip = reader.strip(i)
             for y0, y1, classes, probs in stitcher.add(i, strip):
                 raw = strip.scene_rows(y0, y1)
-                valid = valid_mask(raw, nodata)
+                valid = pixels.mask(raw)
                 if valid is not None:
                     classes[~valid] = IGNORE_INDEX
                 if check is not None:
@@ -154,6 +157,7 @@ def _predict_source(predictor: Predictor, source: RasterSource, paths: dict[str,
             f"{source.path} has no georeferencing (no CRS, transform or GCPs): "
             "its class map is a plain image in pixel coordinates and areas are in pixels only"
         )
+    pixels = ValidPixels(info, predictor.bands)
     ensure_writable_dir(paths["classes"].parent)
     remove_leftovers(paths)
     preview, areas = Preview(info, options.preview_max), AreaCounter(info, predictor.classes.num_classes)
@@ -175,7 +179,8 @@ def _predict_source(predictor: Predictor, source: RasterSource, paths: dict[str,
             preview.add(y0, classes, raw)
             areas.add(y0, classes)
 
-        check = run_grid(predictor, source, grid, emit, options=options, progress=progress)
+        check = run_grid(predictor, source, grid, emit, options=options, progress=progress, pixels=pixels)
+    result.warnings += pixels.warnings(source.path)
     if check is not None and (warning := check.warning(source.path)):
         result.warnings.append(warning)
     preview.write(predictor.classes, paths["color"], paths["blend"])
@@ -205,7 +210,10 @@ def predict_array(
     def emit(y0: int, y1: int, classes: np.ndarray, probs: np.ndarray | None, raw: np.ndarray) -> None:
         out[y0:y1] = classes
 
-    check = run_grid(predictor, source, grid, emit, options=options, progress=progress)
+    pixels = ValidPixels(source.info, predictor.bands)
+    check = run_grid(predictor, source, grid, emit, options=options, progress=progress, pixels=pixels)
+    for warning in pixels.warnings(None):
+        log.warning(warning)
     if check is not None and (warning := check.warning(None)):
         log.warning(warning)
     return out

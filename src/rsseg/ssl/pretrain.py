@@ -25,6 +25,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader
 
 from rsseg.allocator import warm_allocator
+from rsseg.callbacks import StopOnNonFinite
 from rsseg.config import Config, Section
 from rsseg.config.pretrain import PretrainConfig
 from rsseg.data.datasets import get_source
@@ -223,6 +224,7 @@ def pretrain(
         ],
         callbacks=[
             EpochCheckpoint(run_dir, encoder_path),
+            StopOnNonFinite(),
             *([RichProgressBar(leave=True)] if progress else []),
         ],
         enable_progress_bar=progress,
