@@ -102,6 +102,23 @@ def test_data_check_names_the_truncated_png_the_same_way(tmp_path):
     assert "truncated image (decodes " in found[0]["detail"]
 
 
+def test_truncated_cog_is_named_though_its_overviews_are_whole(tmp_path):
+    """The index reads a large scene from its overviews, which a COG keeps before the full-resolution
+    tiles: a cut-off COG reads fine there, so the TIFF block offsets are checked against the file size."""
+    from rasterio.shutil import copy as copy_raster
+
+    root = multispectral.make(tmp_path / "m")
+    big = root / "img_train" / "area_20210619.tif"
+    data = np.zeros((6, 1024, 1024), dtype=np.uint16) + np.arange(1024, dtype=np.uint16)
+    write_tif(tmp_path / "plain.tif", data)
+    copy_raster(tmp_path / "plain.tif", big, driver="COG", BLOCKSIZE=256, COMPRESS="DEFLATE")
+    write_tif(root / "training_masks" / big.name, np.ones((1024, 1024), dtype=np.uint8))
+    truncate(big, 0.9)
+    config = write_config(tmp_path, {"root": str(root), **MULTISPECTRAL})
+    result = runner.invoke(app, ["train", config])
+    assert_refused_before_training(result, tmp_path, f"{big}: truncated image (", "strips/tiles lie past the end")
+
+
 # --------------------------------------------------------------------------- NaN in float images
 
 
