@@ -116,20 +116,20 @@ def test_truncated_cog_is_named_though_its_overviews_are_whole(tmp_path):
     truncate(big, 0.9)
     config = write_config(tmp_path, {"root": str(root), **MULTISPECTRAL})
     result = runner.invoke(app, ["train", config])
-    assert_refused_before_training(result, tmp_path, f"{big}: truncated image (", "strips/tiles lie past the end")
+    assert_refused_before_training(result, tmp_path, f"{big}: truncated image (", "strips/tiles lie past its end)")
 
 
 # --------------------------------------------------------------------------- NaN in float images
 
 
-def float_multispectral(root: Path, bad: float = np.nan) -> Path:
+def float_multispectral(root: Path, bad: float = np.nan, nodata: float | None = None) -> Path:
     """fakedata.multispectral with float32 reflectances; a 3 x 5 patch of ``bad`` in band 2 of one scene."""
     multispectral.make(root)
     for k, date in enumerate(multispectral.DATES):
         data = image(k, 30, 34, bands=6, dtype=np.uint16, high=4000).astype(np.float32) / 10000
         if date == "20220619":
             data[1, 4:7, 10:15] = bad
-        write_tif(root / "img_train" / f"area_{date}.tif", data, descriptions=multispectral.BANDS)
+        write_tif(root / "img_train" / f"area_{date}.tif", data, descriptions=multispectral.BANDS, nodata=nodata)
     return root
 
 
@@ -161,6 +161,28 @@ def test_nan_covered_by_nodata_values_trains_on_finite_values(tmp_path):
     with open(next((tmp_path / "runs").glob("**/metrics.csv"))) as fh:
         losses = [float(v) for row in csv.DictReader(fh) for k, v in row.items() if "loss" in k and v]
     assert losses and np.isfinite(losses).all()
+
+
+def test_nan_declared_as_the_files_nodata_is_no_data_too(tmp_path):
+    root = float_multispectral(tmp_path / "m", nodata=np.nan)
+    config = write_config(tmp_path, {"root": str(root), **MULTISPECTRAL})
+    src = get_source(load_config(config).data)
+    assert len(src.tile_dataset(src.scenes("train")).scenes) == 4
+    report = tmp_path / "check.json"
+    result = runner.invoke(app, ["data", "check", config, "--out", str(report), "--no-progress"])
+    assert result.exit_code == 0, plain(result.output)
+    [nan] = [p for p in json.loads(report.read_text())["problems"] if p["kind"] == "nan"]
+    assert nan["severity"] == "note" and nan["path"].endswith("area_20220619.tif")
+
+
+def test_data_check_names_uncovered_nan_as_an_error(tmp_path):
+    root = float_multispectral(tmp_path / "m", bad=-np.inf)
+    config = write_config(tmp_path, {"root": str(root), **MULTISPECTRAL, "nodata_values": [".nan"]})
+    report = tmp_path / "check.json"
+    result = runner.invoke(app, ["data", "check", config, "--out", str(report), "--no-progress"])
+    assert result.exit_code == 1, plain(result.output)
+    [nan] = [p for p in json.loads(report.read_text())["problems"] if p["kind"] == "nan"]
+    assert nan["severity"] == "error" and "data.nodata_values: [nan, -inf]" in nan["detail"]
 
 
 def test_integer_imagery_is_not_read_again(tmp_path, monkeypatch):

@@ -26,9 +26,9 @@ def _non_finite(value: object) -> str | None:
     """``.nan`` / ``"NaN"`` -> ``"nan"``, ``.inf`` -> ``"inf"``, ``-.inf`` -> ``"-inf"``; else None."""
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, str) and value.strip().lower() in ("nan", "inf", "+inf", "-inf"):
-        return value.strip().lower().removeprefix("+")
-    return None
+    text = value.strip().lower().removeprefix("+") if isinstance(value, str) else ""
+    names = {"nan": "nan", ".nan": "nan", "inf": "inf", ".inf": "inf", "-inf": "-inf", "-.inf": "-inf"}
+    return names.get(text)
 
 
 def parse_color(value: object) -> Color:

@@ -285,11 +285,15 @@ def _scene_problems(rec: dict, classes: ClassTable, codec: MaskCodec, covered: l
         bad = sum(bands["nan"])
         if bad:
             detail = f"{bad} NaN/infinite values ({bad / (n * len(bands['nan'])):.2%})"
-            uncovered = nonfinite_problem({"image": image, "nonfinite": bands["nonfinite"]}, covered)
+            file_nodata = rec.get("nodata")
+            declared = str(file_nodata) if isinstance(file_nodata, float) and not np.isfinite(file_nodata) else None
+            found = {"image": image, "nonfinite": bands["nonfinite"], "nodata": declared}
+            uncovered = nonfinite_problem(found, covered)
             if uncovered:  # the hint after "; ": fix the file or set data.nodata_values
                 out.append(Problem(sid, "nan", image, detail + "; " + uncovered.split("; ", 1)[-1]))
             else:
-                out.append(Problem(sid, "nan", image, detail + " (data.nodata_values: no data)", NOTE))
+                detail += " (no data: data.nodata_values or the file's nodata)"
+                out.append(Problem(sid, "nan", image, detail, NOTE))
         black = bands["black"] == n
         nodata = all(a + b == n for a, b in zip(bands["nodata"], bands["nan"], strict=True))
         if not black and bands["black"] >= BLACK_NOTE * n:

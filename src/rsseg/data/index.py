@@ -131,8 +131,10 @@ def _scan_image(path: Path, reader: RasterReader) -> dict:
         return {**record, "sum": flat.sum(axis=1).tolist(), "sumsq": (flat**2).sum(axis=1).tolist()}
     finite = np.isfinite(flat)
     flat = np.where(finite, flat, 0.0)
+    declared = str(info.nodata) if info.nodata is not None and not np.isfinite(info.nodata) else None
     return {**record, "sum": flat.sum(axis=1).tolist(), "sumsq": (flat**2).sum(axis=1).tolist(),
-            "valid": finite.sum(axis=1).tolist(), "nonfinite": _count_nonfinite(path, info, reader)}
+            "valid": finite.sum(axis=1).tolist(), "nonfinite": _count_nonfinite(path, info, reader),
+            "nodata": declared}  # the file's own nodata, when NaN/inf: covered like data.nodata_values
 
 
 def _count_nonfinite(path: Path, info, reader: RasterReader) -> dict[str, int]:
@@ -149,8 +151,10 @@ def _count_nonfinite(path: Path, info, reader: RasterReader) -> dict[str, int]:
 
 
 def nonfinite_problem(record: dict, covered: Sequence[str]) -> str | None:
-    """One line naming the image when it holds NaN/inf values ``data.nodata_values`` does not cover."""
-    found = {k: n for k, n in record.get("nonfinite", {}).items() if n and k not in covered}
+    """One line naming the image when it holds NaN/inf values neither ``data.nodata_values`` (``covered``)
+    nor the file's declared nodata value covers."""
+    found = {k: n for k, n in record.get("nonfinite", {}).items() if n and k not in covered
+             and k != record.get("nodata")}
     if not found:
         return None
     counts = ", ".join(f"{n} {k}" for k, n in found.items())

@@ -29,7 +29,7 @@ def verify_decode(path: Path, info: RasterInfo) -> None:
     if info.driver == "GTiff":
         missing, total = tiff_blocks_past_end(Path(path))
         if missing:
-            raise RsSegError(f"{path}: truncated image ({missing} of {total} strips/tiles lie past the end of the file)")
+            raise RsSegError(f"{path}: truncated image ({missing} of {total} strips/tiles lie past its end)")
     if info.driver not in WHOLE_FILE_DRIVERS or info.driver == "JPEG":
         return
     from PIL import Image, UnidentifiedImageError
