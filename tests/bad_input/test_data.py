@@ -139,8 +139,9 @@ def test_nan_in_a_float_training_image_is_named(tmp_path, bad, named):
     config = write_config(tmp_path, {"root": str(root), **MULTISPECTRAL})
     result = runner.invoke(app, ["train", config])
     path = root / "img_train" / "area_20220619.tif"
+    hint = f'data.nodata_values: ["{named.split()[1]}"] to read them as no data'
     assert_refused_before_training(result, tmp_path, f"{path}: float image holds non-finite pixel values ({named})",
-                                   "data.nodata_values")
+                                   hint)
 
 
 def test_nan_covered_by_nodata_values_trains_on_finite_values(tmp_path):
@@ -182,7 +183,7 @@ def test_data_check_names_uncovered_nan_as_an_error(tmp_path):
     result = runner.invoke(app, ["data", "check", config, "--out", str(report), "--no-progress"])
     assert result.exit_code == 1, plain(result.output)
     [nan] = [p for p in json.loads(report.read_text())["problems"] if p["kind"] == "nan"]
-    assert nan["severity"] == "error" and "data.nodata_values: [nan, -inf]" in nan["detail"]
+    assert nan["severity"] == "error" and 'data.nodata_values: ["nan", "-inf"]' in nan["detail"]
 
 
 def test_integer_imagery_is_not_read_again(tmp_path, monkeypatch):

@@ -158,7 +158,7 @@ def nonfinite_problem(record: dict, covered: Sequence[str]) -> str | None:
     if not found:
         return None
     counts = ", ".join(f"{n} {k}" for k, n in found.items())
-    values = ", ".join([*covered, *found])
+    values = ", ".join(f'"{v}"' for v in [*covered, *found])  # quoted: rich reads [nan] as markup
     return (f"{record['image']}: float image holds non-finite pixel values ({counts}); fix the file or set "
             f"data.nodata_values: [{values}] to read them as no data")
 
