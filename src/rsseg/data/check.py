@@ -3,7 +3,7 @@
 The training index (``rsseg.data.index``) stops at the first bad file and reads images
 decimated. A check goes on past bad files and decodes every pixel of every image and mask,
 since truncation only shows when decoding; GDAL reads a cut-off PNG as zeros without a word,
-so PNG/GIF/BMP/WebP files are also checked by ``rsseg.data.integrity`` (as the index does). Problems per scene:
+so files are also checked by ``rsseg.data.integrity`` (as the index does). Problems per scene:
 
 - errors (listed for exclusion): missing_mask, unreadable, truncated, size_mismatch,
   unknown_values, bad_mask, empty_image (all black or all nodata, yet labelled pixels), nan
@@ -12,7 +12,9 @@ so PNG/GIF/BMP/WebP files are also checked by ``rsseg.data.integrity`` (as the i
   values, e.g. Dubai's black borders), black_pixels (at least 1 % of an image black in every
   band), unlabelled (no counted class pixel at all), unknown values under
   ``unknown_colors: ignore``, empty images without labels, band counts that differ while
-  ``data.bands`` is still satisfied.
+  ``data.bands`` is still satisfied, NaN/inf that ``data.nodata_values`` or the file's nodata covers.
+
+``data.bands`` is checked against every scene, so a band no image has is an error in each.
 
 Per-scene records (band sums, min/max, nodata, decoded class counts) are cached in the
 dataset's cache folder keyed like the scene index, so ``rsseg data stats`` reuses them; a
