@@ -182,14 +182,9 @@ def raster_writer(tmp: Path, **profile: Any) -> Iterator[Any]:
     ``close_raster`` and checked with ``check_raster`` (the body's errors win)."""
     import rasterio
 
-    ds = rasterio.open(tmp, "w", **profile)
-    try:
+    with rasterio.open(tmp, "w", **profile) as ds:  # ``with``: GDAL's messages go to logging
         yield ds
-    except BaseException:
-        with contextlib.suppress(Exception):
-            ds.close()
-        raise
-    close_raster(ds)
+        close_raster(ds)
     check_raster(tmp, (profile["count"], profile["height"], profile["width"]))
 
 
