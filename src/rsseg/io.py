@@ -60,6 +60,13 @@ def _sync(path: Path, min_size: int) -> None:
         raise IncompleteWrite(f"the file was left with {size} bytes (expected at least {min_size})")
 
 
+def sync_tree(folder: Path) -> None:
+    """fsync every file under ``folder`` (a folder written whole, then renamed into place)."""
+    for p in sorted(Path(folder).rglob("*")):
+        if p.is_file() and not p.is_symlink():
+            _sync(p, 0)
+
+
 def _sync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):  # not every file system lets a folder be fsynced
         fd = os.open(folder, os.O_RDONLY)
