@@ -137,7 +137,7 @@ def write_error(path: Path, exc: BaseException) -> WriteFailed:
     full = getattr(exc, "errno", None) == errno.ENOSPC or (free is not None and free < 1)
     if full and not any("No space left" in r for r in reasons):
         reasons.insert(0, os.strerror(errno.ENOSPC))
-    reason = "; ".join(reasons) or str(exc) or type(exc).__name__
+    reason = " ".join(("; ".join(reasons) or str(exc) or type(exc).__name__).split())  # one line
     if free is not None and (full or not isinstance(exc, OSError) or exc.errno in (errno.EFBIG, None)):
         reason += f" ({free:.0f} MB free there)" if full else f" (disk full? {free:.0f} MB free there)"
     return WriteFailed(f"cannot write {path}: {reason}")
