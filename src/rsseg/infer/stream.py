@@ -3,7 +3,8 @@
 Memory is one strip of input, one strip of predictions and the fixed-size overviews, so it
 does not grow with the scene's height (and grows with its width only through the strip).
 The GeoTIFFs are written under temporary names and renamed when complete: a killed run
-leaves nothing under the final names, and the next run removes its leftovers.
+leaves nothing under the final names, and the next run removes its leftovers. Two runs
+predicting the same scene into one folder both complete; the last to finish a file wins.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from rsseg.infer.writers import (
     scale_probabilities,
     write_error,
 )
-from rsseg.io import atomic_path, ensure_writable_dir
+from rsseg.io import atomic_path, ensure_writable_dir, remove_stale_temporaries
 from rsseg.predictor import Predictor
 
 MiB = 2**20
@@ -89,12 +90,10 @@ def output_paths(out_dir: Path, stem: str, options: PredictOptions) -> dict[str,
 
 
 def remove_leftovers(paths: dict[str, Path]) -> None:
-    """Delete temporary files a killed run left beside these outputs (``.NAME.xxxx``)."""
+    """Delete temporary files a killed run left beside these outputs; those of a run still
+    writing the same scene into this folder are its own (``io.remove_stale_temporaries``)."""
     for final in paths.values():
-        prefix = f".{final.name}."
-        for p in final.parent.iterdir():
-            if p.name.startswith(prefix) and p.is_file():
-                p.unlink(missing_ok=True)
+        remove_stale_temporaries(final)
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ from rasterio.windows import Window, bounds
 
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.errors import RsSegError
+from rsseg.io import raster_writer
 from rsseg.retrieval.embeddings import ViTEmbedder, ViTSpec, backbone_embed, to_rgb8
 from rsseg.retrieval.index import (
     RetrievalIndex,
@@ -107,7 +108,7 @@ def _write_mask(mask: np.ndarray, profile: dict, path: Path) -> None:
         meta["crs"] = profile["crs"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path, "w", **meta) as dst:
+        with raster_writer(path, **meta) as dst:  # path: a staging temporary (atomic_path)
             dst.write(mask, 1)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.data.synthetic.render import SYNTHETIC_CLASSES, generate_scene
 from rsseg.errors import RsSegError
-from rsseg.io import atomic_path, atomic_write_text, ensure_writable_dir
+from rsseg.io import WriteFailed, atomic_path, atomic_write_text, ensure_writable_dir, raster_writer
 
 DEFAULT_CRS, DEFAULT_ORIGIN = "EPSG:32633", (500000.0, 5600000.0)  # UTM 33N, central Europe
 DEFAULT_SPLITS = {"train": 8, "val": 2, "test": 2}
@@ -44,16 +44,18 @@ def write_scene(image: np.ndarray, mask: np.ndarray | None, image_path: Path | s
                "compress": "deflate"}
     path = Path(image_path)
     try:
-        with atomic_path(path) as tmp, rasterio.open(tmp, "w", count=3, photometric="RGB",
-                                                     predictor=2, **profile) as dst:
+        with atomic_path(path) as tmp, raster_writer(tmp, count=3, photometric="RGB",
+                                                   predictor=2, **profile) as dst:
             dst.write(image)
         if mask_path is not None:
             path = Path(mask_path)
-            with atomic_path(path) as tmp, rasterio.open(tmp, "w", count=1, nodata=IGNORE_INDEX,
-                                                         **profile) as dst:
+            with atomic_path(path) as tmp, raster_writer(tmp, count=1, nodata=IGNORE_INDEX,
+                                                       **profile) as dst:
                 dst.write(mask, 1)
                 cmap = {i: (*c, 255) for i, c in enumerate(classes.colors)}
                 dst.write_colormap(1, {**cmap, IGNORE_INDEX: (0, 0, 0, 0)})
+    except WriteFailed:  # already one line naming the file
+        raise
     except (rasterio.errors.RasterioError, OSError) as exc:
         raise RsSegError(f"cannot write GeoTIFF {path}: {exc}") from exc
 
