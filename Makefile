@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 PIP    := PIP_FIND_LINKS= $(BIN)/python -m pip
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test venv clean bench-precision bench-models bench-ebb bench-retrieval bench-infer bench-ceiling bench-plain bench-vectorize gpu-check
+.PHONY: demo test venv clean bench-precision bench-models bench-ebb bench-retrieval bench-infer bench-ceiling bench-plain bench-vectorize gpu-check bench-scenes
 
 venv: $(STAMP)
 
@@ -57,3 +57,6 @@ bench-vectorize: $(STAMP)
 
 gpu-check: $(STAMP)
 	$(BIN)/python benchmarks/gpu_check.py $(ARGS)
+
+bench-scenes: $(STAMP)
+	$(BIN)/python benchmarks/scenes.py $(ARGS)

@@ -124,3 +124,13 @@ def test_onnx_model_predicts_without_importing_torch(trained, scenes, tmp_path):
                          fast_tile=256, tta=True, probabilities=True)
     for one in here:
         _same_files(one, {k: tmp_path / "no-torch" / p.name for k, p in one.items()})
+
+
+def test_a_rerun_on_dask_skips_the_scenes_finished_before_a_kill(trained, scenes, tmp_path):
+    out = tmp_path / "out"
+    predict_files(trained, [scenes[0]], out, show_progress=False)  # what a killed run had finished
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    results = predict_files(trained, scenes, out, workers=2, threads=1, skip_existing=True, show_progress=False)
+    assert [r.skipped for r in results] == [True, False] and all(r.ok for r in results)
+    assert {n: (out / n).stat().st_mtime_ns for n in before} == before  # not recomputed
+    assert (out / "scene1_classes.tif").exists()
