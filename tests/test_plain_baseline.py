@@ -1,22 +1,16 @@
 """``benchmarks/plain_baseline.py``: the reference recipe decodes, samples and scores as it says."""
 
-import importlib.util
 import random
-from pathlib import Path
 
 import numpy as np
 import torch
 from fakedata import dubai
 from fakedata._io import labels as fake_labels
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "plain_baseline.py"
+from tools import bench_module
 
 
 def _plain():
-    spec = importlib.util.spec_from_file_location("plain_baseline", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("plain_baseline")
 
 
 def test_masks_decode_to_the_five_scored_classes_with_black_and_unlabeled_ignored(tmp_path):

@@ -16,6 +16,8 @@ import rasterio
 from PIL import Image
 from rasterio.transform import from_origin
 
+from tools import chromium
+
 from rsseg.errors import RsSegError
 from rsseg.viewer import start_server
 from rsseg.viewer.scenes import find_scenes
@@ -135,12 +137,7 @@ def test_a_port_in_use_is_one_line(predictions):
 
 
 def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("chromium is missing in CI (.ci/run installs Debian's chromium)")
-        pytest.skip("chromium not installed")
-    return found
+    return chromium()
 
 
 def test_the_page_loads_every_layers_tiles_in_headless_chromium(predictions, tmp_path):
