@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import lightning as L
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch import nn
@@ -39,6 +42,32 @@ class FreezeEncoder(Callback):
             param.requires_grad_(not frozen)
         if frozen:
             self.encoder.eval()
+
+
+class EpochSeeds(Callback):
+    """Reseed torch, numpy and ``random`` from ``(seed, epoch)`` as each training epoch starts.
+
+    Why: a run resumed from ``last.ckpt`` would otherwise continue with generators seeded at
+    start-up, not where the uninterrupted run had left them (dropout, the DataLoader's
+    draws); this way both start every epoch alike (``rsseg.data.seeding``). ``samplers``
+    (``EpochSampler``) learn the resumed epoch on loading: Lightning starts the DataLoader,
+    whose workers prefetch, before its first ``set_epoch``.
+    """
+
+    def __init__(self, seed: int, samplers: Sequence[Any] = ()) -> None:
+        self.seed = seed
+        self.samplers = list(samplers)
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+        epoch = progress.get("processed", checkpoint.get("epoch", 0))  # what Lightning passes to set_epoch
+        for sampler in self.samplers:
+            sampler.set_epoch(epoch)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from rsseg.data.seeding import derive_seed, seed_all
+
+        seed_all(derive_seed(self.seed, trainer.current_epoch))
 
 
 def training_callbacks(cfg, model: nn.Module) -> list[Callback]:

@@ -1,0 +1,123 @@
+"""A run killed with SIGKILL and resumed with ``--resume`` ends with exactly the same model.
+
+Run A trains N epochs uninterrupted; run B is a ``rsseg train`` subprocess killed with
+SIGKILL once epoch K's ``last.ckpt`` exists, then resumed through the CLI. Weights,
+optimiser step and every validation metric must be bit-identical.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from rsseg.cli import app
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+EPOCHS, KILL_AFTER = 3, 1  # kill once epoch 1 (0-based) is checkpointed
+
+CONFIG = """\
+data:
+  root: {root}
+  synthetic: {{train: 2, val: 1, test: 1, size: 192, seed: 3}}
+  tile_size: 96
+  batch_size: 2
+{data_extra}
+model: {{base_width: 4, depth: 2}}
+train: {{epochs: {epochs}, threads: 1, max_minutes: 600}}
+optim: {{lr: 0.01}}
+output: {{dir: {runs}, name: {name}}}
+"""
+
+#: defaults (shuffle, D4), and every other source of randomness: random shift, albumentations
+#: noise, the weighted class-aware sampler, a persistent DataLoader worker
+CASES = {
+    "defaults": "",
+    "sampler-augment-worker": """\
+  random_shift: 16
+  num_workers: 1
+  augment: {d4: true, noise: {p: 0.5}}
+  sampling: {threshold: 0.9, mode: weighted}
+""",
+}
+
+
+def _config(base: Path, data_root: Path, name: str, extra: str) -> Path:
+    path = base / f"{name}.yaml"
+    path.write_text(CONFIG.format(root=data_root, runs=base / "runs", name=name, data_extra=extra,
+                                  epochs=EPOCHS))
+    return path
+
+
+def _checkpoint_epoch(path: Path) -> int | None:
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
+    except Exception:  # not there yet, or being replaced
+        return None
+
+
+def _train_and_kill(config: Path, last: Path) -> None:
+    """``rsseg train`` in a subprocess, SIGKILLed right after epoch KILL_AFTER's checkpoint."""
+    proc = subprocess.Popen([sys.executable, "-c", "from rsseg.cli import app; app()", "train", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            epoch = _checkpoint_epoch(last) if last.exists() else None
+            if epoch is not None and epoch >= KILL_AFTER:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        _, err = proc.communicate(timeout=60)
+    # killed mid-run, not finished or crashed: otherwise the test proves nothing
+    assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+    assert _checkpoint_epoch(last) < EPOCHS
+
+
+def _val_metrics(run_dir: Path) -> dict[int, dict[str, str]]:
+    """epoch -> validation metrics from logs/metrics.csv (rows logged twice must agree)."""
+    out: dict[int, dict[str, str]] = {}
+    with (run_dir / "logs" / "metrics.csv").open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row.get("val_miou"):
+                values = {k: v for k, v in row.items() if k.startswith("val_")}
+                assert out.setdefault(int(row["epoch"]), values) == values, f"epoch {row['epoch']} logged twice, differently"
+    return out
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_killed_and_resumed_run_ends_with_the_same_model(tmp_path, tiny_config_path, case):
+    data_root = tiny_config_path.parent / "data"  # the session's synthetic data, made once
+    runner = CliRunner()
+    a = _config(tmp_path, data_root, "a", CASES[case])
+    result = runner.invoke(app, ["train", str(a)])
+    assert result.exit_code == 0, result.output
+
+    b = _config(tmp_path, data_root, "b", CASES[case])
+    run_b = tmp_path / "runs" / "b"
+    _train_and_kill(b, run_b / "checkpoints" / "last.ckpt")
+    result = runner.invoke(app, ["train", str(b), "--resume", str(run_b)])
+    assert result.exit_code == 0, result.output
+
+    ckpt_a, ckpt_b = (torch.load(tmp_path / "runs" / n / "checkpoints" / "last.ckpt", map_location="cpu",
+                                 weights_only=False) for n in ("a", "b"))
+    assert (ckpt_a["epoch"], ckpt_a["global_step"]) == (ckpt_b["epoch"], ckpt_b["global_step"])
+    assert ckpt_a["state_dict"].keys() == ckpt_b["state_dict"].keys()
+    differ = [k for k, v in ckpt_a["state_dict"].items() if not torch.equal(v, ckpt_b["state_dict"][k])]
+    assert not differ, f"weights differ after the resume: {differ[:5]}"
+    metrics_a, metrics_b = _val_metrics(tmp_path / "runs" / "a"), _val_metrics(run_b)
+    assert sorted(metrics_a) == list(range(EPOCHS))
+    assert metrics_a == metrics_b
+    best_a, best_b = (torch.load(tmp_path / "runs" / n / "checkpoints" / "best.ckpt", map_location="cpu",
+                                 weights_only=False)["state_dict"] for n in ("a", "b"))
+    assert all(torch.equal(v, best_b[k]) for k, v in best_a.items())
