@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +11,8 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch import nn
 
 from rsseg.errors import RsSegError
+
+log = logging.getLogger(__name__)
 
 
 def find_encoder(model: nn.Module, model_name: str) -> nn.Module:
@@ -63,6 +66,14 @@ class EpochSeeds(Callback):
         epoch = progress.get("processed", checkpoint.get("epoch", 0))  # what Lightning passes to set_epoch
         for sampler in self.samplers:
             sampler.set_epoch(epoch)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"seed": self.seed}  # plain data: checkpoints load with weights_only=True
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("seed", self.seed) != self.seed:
+            log.warning("train.seed is %s but the run was started with seed %s: the resumed epochs will not "
+                        "repeat an uninterrupted run", self.seed, state_dict["seed"])
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from rsseg.data.seeding import derive_seed, seed_all

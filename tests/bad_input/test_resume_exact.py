@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import csv
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from torch.utils.data import WeightedRandomSampler
 from typer.testing import CliRunner
 
 from rsseg.cli import app
+from rsseg.data.seeding import EpochSampler, SeededDraws
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -102,8 +106,10 @@ def test_killed_and_resumed_run_ends_with_the_same_model(tmp_path, tiny_config_p
     result = runner.invoke(app, ["train", str(b), "--resume", str(run_b)])
     assert result.exit_code == 0, result.output
 
+    # plain data only: the checkpoints load with weights_only=True
     ckpt_a, ckpt_b = (torch.load(tmp_path / "runs" / n / "checkpoints" / "last.ckpt", map_location="cpu",
-                                 weights_only=False) for n in ("a", "b"))
+                                 weights_only=True) for n in ("a", "b"))
+    assert ckpt_b["callbacks"]["EpochSeeds"] == {"seed": 0}
     assert (ckpt_a["epoch"], ckpt_a["global_step"]) == (ckpt_b["epoch"], ckpt_b["global_step"])
     assert ckpt_a["state_dict"].keys() == ckpt_b["state_dict"].keys()
     differ = [k for k, v in ckpt_a["state_dict"].items() if not torch.equal(v, ckpt_b["state_dict"][k])]
@@ -112,5 +118,31 @@ def test_killed_and_resumed_run_ends_with_the_same_model(tmp_path, tiny_config_p
     assert sorted(metrics_a) == list(range(EPOCHS))
     assert metrics_a == metrics_b
     best_a, best_b = (torch.load(tmp_path / "runs" / n / "checkpoints" / "best.ckpt", map_location="cpu",
-                                 weights_only=False)["state_dict"] for n in ("a", "b"))
+                                 weights_only=True)["state_dict"] for n in ("a", "b"))
     assert all(torch.equal(v, best_b[k]) for k, v in best_a.items())
+
+
+class _Draws:
+    """A dataset whose items are draws from the process's generators."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> tuple[float, float, float]:
+        return torch.rand(1).item(), float(np.random.rand()), random.random()
+
+
+def test_epoch_draws_depend_on_seed_epoch_and_position_only():
+    sampler = EpochSampler(WeightedRandomSampler(torch.ones(4, dtype=torch.double), 6), 4, seed=5)
+    sampler.set_epoch(3)
+    first = list(sampler)
+    torch.manual_seed(123)  # the process's generator plays no part
+    assert list(sampler) == first and len(first) == len(sampler) == 6
+    sampler.set_epoch(4)
+    assert list(sampler) != first
+
+    draws = SeededDraws(_Draws())
+    before = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    assert draws[(2, 99)] == draws[(3, 99)] != draws[(2, 98)]
+    after = torch.get_rng_state(), np.random.get_state()[1], random.getstate()
+    assert torch.equal(before[0], after[0]) and (before[1] == after[1]).all() and before[2] == after[2]
