@@ -93,33 +93,40 @@ def _val_metrics(run_dir: Path) -> dict[int, dict[str, str]]:
     return out
 
 
-def test_killed_and_resumed_run_ends_with_the_same_model(tmp_path, tiny_config_path):
-    data_root = tiny_config_path.parent / "data"  # the session's synthetic data, made once
-    runner = CliRunner()
-    a = _config(tmp_path, data_root, "a")
-    result = runner.invoke(app, ["train", str(a)])
-    assert result.exit_code == 0, result.output
-
-    b = _config(tmp_path, data_root, "b")
-    run_b = tmp_path / "runs" / "b"
-    _train_and_kill(b, run_b / "checkpoints" / "last.ckpt")
-    result = runner.invoke(app, ["train", str(b), "--resume", str(run_b)])
-    assert result.exit_code == 0, result.output
-
-    # plain data only: the checkpoints load with weights_only=True
-    ckpt_a, ckpt_b = (torch.load(tmp_path / "runs" / n / "checkpoints" / "last.ckpt", map_location="cpu",
-                                 weights_only=True) for n in ("a", "b"))
+def _assert_same_run(run_a: Path, run_b: Path) -> None:
+    """Same epoch, step, weights (last and best) and validation metrics; plain-data checkpoints."""
+    ckpt_a, ckpt_b = (torch.load(r / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+                      for r in (run_a, run_b))
     assert ckpt_b["callbacks"]["EpochSeeds"] == {"seed": 0}
     assert (ckpt_a["epoch"], ckpt_a["global_step"]) == (ckpt_b["epoch"], ckpt_b["global_step"])
     assert ckpt_a["state_dict"].keys() == ckpt_b["state_dict"].keys()
     differ = [k for k, v in ckpt_a["state_dict"].items() if not torch.equal(v, ckpt_b["state_dict"][k])]
     assert not differ, f"weights differ after the resume: {differ[:5]}"
-    metrics_a, metrics_b = _val_metrics(tmp_path / "runs" / "a"), _val_metrics(run_b)
+    metrics_a, metrics_b = _val_metrics(run_a), _val_metrics(run_b)
     assert sorted(metrics_a) == list(range(EPOCHS))
     assert metrics_a == metrics_b
-    best_a, best_b = (torch.load(tmp_path / "runs" / n / "checkpoints" / "best.ckpt", map_location="cpu",
-                                 weights_only=True)["state_dict"] for n in ("a", "b"))
+    best_a, best_b = (torch.load(r / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+                      for r in (run_a, run_b))
     assert all(torch.equal(v, best_b[k]) for k, v in best_a.items())
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tiny_config_path) -> tuple[Path, Path]:
+    """(folder for the configs, run directory of the uninterrupted run A)."""
+    base = tmp_path_factory.mktemp("resume")
+    result = CliRunner().invoke(app, ["train", str(_config(base, tiny_config_path.parent / "data", "a"))])
+    assert result.exit_code == 0, result.output
+    return base, base / "runs" / "a"
+
+
+def test_killed_and_resumed_run_ends_with_the_same_model(uninterrupted, tiny_config_path):
+    base, run_a = uninterrupted
+    b = _config(base, tiny_config_path.parent / "data", "b")
+    run_b = base / "runs" / "b"
+    _train_and_kill(b, run_b / "checkpoints" / "last.ckpt")
+    result = CliRunner().invoke(app, ["train", str(b), "--resume", str(run_b)])
+    assert result.exit_code == 0, result.output
+    _assert_same_run(run_a, run_b)
 
 
 class _Draws:
