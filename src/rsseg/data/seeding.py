@@ -55,7 +55,7 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(self.seed, self.epoch))
+            torch.default_generator.manual_seed(derive_seed(self.seed, self.epoch))  # CPU only, as forked
             order = [int(i) for i in self.base]
         for position, index in enumerate(order):
             yield index, derive_seed(self.seed, self.epoch, position)
