@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -10,6 +13,8 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch import nn
 
 from rsseg.errors import RsSegError
+
+log = logging.getLogger(__name__)
 
 
 def find_encoder(model: nn.Module, model_name: str) -> nn.Module:
@@ -99,6 +104,38 @@ def stop_message(trainer: L.Trainer, what: str, batch: int) -> str:
         f"(batch {batch} of the epoch): {what}; the weights were not updated with it and {kept}; "
         "check the images for NaN/inf values or lower optim.lr"
     )
+class EpochSeeds(Callback):
+    """Reseed torch, numpy and ``random`` from ``(seed, epoch)`` as each training epoch starts.
+
+    Why: a run resumed from ``last.ckpt`` would otherwise continue with generators seeded at
+    start-up, not where the uninterrupted run had left them (dropout, the DataLoader's
+    draws); this way both start every epoch alike (``rsseg.data.seeding``). ``samplers``
+    (``EpochSampler``) learn the resumed epoch on loading: Lightning starts the DataLoader,
+    whose workers prefetch, before its first ``set_epoch``.
+    """
+
+    def __init__(self, seed: int, samplers: Sequence[Any] = ()) -> None:
+        self.seed = seed
+        self.samplers = list(samplers)
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+        epoch = progress.get("processed", checkpoint.get("epoch", 0))  # what Lightning passes to set_epoch
+        for sampler in self.samplers:
+            sampler.set_epoch(epoch)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"seed": self.seed}  # plain data: checkpoints load with weights_only=True
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("seed", self.seed) != self.seed:
+            log.warning("train.seed is %s but the run was started with seed %s: the resumed epochs will not "
+                        "repeat an uninterrupted run", self.seed, state_dict["seed"])
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from rsseg.data.seeding import derive_seed, seed_all
+
+        seed_all(derive_seed(self.seed, trainer.current_epoch))
 
 
 def training_callbacks(cfg, model: nn.Module) -> list[Callback]:

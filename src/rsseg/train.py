@@ -20,10 +20,11 @@ from torch.utils.data import DataLoader
 
 from rsseg import __version__
 from rsseg.allocator import warm_allocator
-from rsseg.callbacks import training_callbacks
+from rsseg.callbacks import EpochSeeds, training_callbacks
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.config import Config
 from rsseg.data.datasets.tables import metric_classes
+from rsseg.data.seeding import EpochSampler, SeededDraws
 from rsseg.data.sources import get_source
 from rsseg.data.subset import select_training_chips
 from rsseg.errors import RsSegError
@@ -224,9 +225,10 @@ def train(
                   persistent_workers=cfg.data.num_workers > 0)
     # data.subset / data.restrict filter the training chips; data.sampling gives the epoch sampler
     sampler = select_training_chips(train_ds, cfg.data, classes, source.cache_dir())
-    drawn = len(sampler) if sampler is not None else len(train_ds)  # type: ignore[arg-type]
-    train_dl = DataLoader(train_ds, shuffle=sampler is None, sampler=sampler,
-                          drop_last=drawn > cfg.data.batch_size, **loader)
+    # every draw seeded from (seed, epoch, position): a resumed run repeats the epochs exactly
+    sampler = EpochSampler(sampler, len(train_ds), cfg.train.seed)
+    train_dl = DataLoader(SeededDraws(train_ds), sampler=sampler,
+                          drop_last=len(sampler) > cfg.data.batch_size, **loader)
     val_dl = DataLoader(val_ds, shuffle=False, **loader) if val_ds is not None else None
 
     class_counts = None
@@ -265,6 +267,7 @@ def train(
         ],
         callbacks=[
             checkpoints,
+            EpochSeeds(cfg.train.seed, [sampler]),
             *training_callbacks(cfg, task.model),
             *([RichProgressBar(leave=True)] if progress else []),
         ],
