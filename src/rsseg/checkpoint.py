@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from rsseg.classes import ClassTable
-from rsseg.config import Config
+from rsseg.config import Config, load_config, override_config
 from rsseg.errors import RsSegError
 from rsseg.models import build_model
 from rsseg.predictor import Predictor
@@ -23,6 +23,19 @@ def read_checkpoint(path: Path) -> dict:
     if missing:
         raise RsSegError(f"{path} is not an rsseg checkpoint (missing {', '.join(missing)})")
     return ckpt
+
+
+def checkpoint_config(path: Path, overrides: list[str] | tuple[str, ...] = (),
+                      config: Path | None = None) -> Config:
+    """The config to use a checkpoint with: ``config`` (a YAML file) when given, else the
+    checkpoint's own saved config, with ``overrides`` on top; never the defaults, which would
+    point another dataset kind (e.g. the synthetic generator) at the user's folder."""
+    if config is not None:
+        return load_config(config, overrides)
+    saved = read_checkpoint(path)["hyper_parameters"]["config"]
+    if not isinstance(saved, dict):
+        raise RsSegError(f"{path} is not an rsseg checkpoint (its saved config is not a mapping)")
+    return override_config(saved, overrides, f"{path} (its saved config)")
 
 
 def load_predictor(path: Path, *, device: torch.device | None = None, config: Config | None = None) -> Predictor:

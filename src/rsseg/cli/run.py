@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from rsseg.cli import SetOption, _guard, app, console
-from rsseg.errors import RsSegError
 
 
 @app.command()
@@ -41,14 +40,14 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(help="Output folder (default: RUN/eval-SPLIT).")] = None,
     overrides: SetOption = None,
 ) -> None:
-    """Evaluate a checkpoint on whole scenes: metrics.json and a confusion-matrix PNG."""
-    from rsseg.config import load_config
+    """Evaluate a checkpoint on whole scenes: metrics.json and a confusion-matrix PNG.
+
+    --set overrides the --config file, or else the checkpoint's own config (never the defaults)."""
+    from rsseg.checkpoint import checkpoint_config
     from rsseg.evaluate import evaluate as run_evaluate
     from rsseg.metrics import format_metrics_table
 
-    cfg = load_config(config, overrides or []) if config or overrides else None
-    if cfg is None and overrides:
-        raise RsSegError("--set needs --config")
+    cfg = checkpoint_config(checkpoint, overrides or [], config) if config or overrides else None
     result = run_evaluate(checkpoint, config=cfg, split=split, out=out)
     console.print(format_metrics_table(result.metrics, title=f"{split} split"))
     console.print(f"metrics: {result.metrics_path}\nconfusion matrix: {result.confusion_png}")

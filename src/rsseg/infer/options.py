@@ -63,9 +63,9 @@ class PredictOptions:
         """A shallow copy of ``predictor`` with the overrides applied; in ``fast`` mode a torch
         model has BatchNorm folded into the convolutions (``rsseg.infer.fuse``)."""
         p = copy.copy(predictor)
-        p.window = self.window or predictor.window
-        p.keep = self.keep or predictor.keep
-        p.batch_size = self.batch_size or predictor.batch_size
+        p.window = predictor.window if self.window is None else self.window  # 0 is refused, not ignored
+        p.keep = predictor.keep if self.keep is None else self.keep
+        p.batch_size = predictor.batch_size if self.batch_size is None else self.batch_size
         if self.low_memory:
             p.batch_size = max(1, min(p.batch_size, LOW_MEMORY_PIXELS // p.window**2))
         if self.precision is not None and not predictor.numpy_native:
@@ -84,8 +84,10 @@ class PredictOptions:
             raise RsSegError(f"unknown precision '{self.precision}'; choose 32, bf16 or auto")
         if self.precision == "bf16" and predictor.numpy_native:
             raise RsSegError("--precision bf16 needs a torch checkpoint: an ONNX model runs in fp32")
+        margin = self._border(predictor)
+        if self.batch_size is not None and self.batch_size < 1:
+            raise RsSegError(f"--batch-size must be at least 1, got {self.batch_size}")
         p = self.configure(predictor)
-        margin = check_border(p.window, p.keep)
         if self.mode not in MODES:
             raise RsSegError(f"unknown prediction mode '{self.mode}'; choose one of {', '.join(MODES)}")
         if self.blend is not None:
@@ -97,6 +99,16 @@ class PredictOptions:
                 raise RsSegError(f"blending needs keep >= 2 x margin, got keep {p.keep}, margin {margin}")
         if self.preview_max < 1:
             raise RsSegError(f"preview size must be positive, got {self.preview_max}")
+
+    def _border(self, predictor: Predictor) -> int:
+        """``check_border`` of the window/keep in use, naming the options that set them."""
+        window = predictor.window if self.window is None else self.window
+        keep = predictor.keep if self.keep is None else self.keep
+        try:
+            return check_border(window, keep)
+        except RsSegError as exc:
+            given = [f"--{k} {v}" for k, v in (("window", self.window), ("keep", self.keep)) if v is not None]
+            raise RsSegError(f"{' '.join(given)}: {exc}" if given else str(exc)) from None
 
     def grid(self, predictor: Predictor, h: int, w: int) -> Grid:
         p = self.configure(predictor)
