@@ -90,13 +90,20 @@ def predict(
     precision: Annotated[
         str | None, typer.Option(help="32 (checkpoint default: same map on any machine), bf16 (faster), auto.")
     ] = None,
+    confidence: Annotated[
+        str | None, typer.Option(help="Also write <name>_confidence.tif: max, margin or entropy (254 = sure).")
+    ] = None,
+    disagreement: Annotated[
+        bool, typer.Option("--disagreement", help="With --tta: <name>_disagreement.tif, share of D4 views differing.")
+    ] = False,
 ) -> None:
     """Predict whole scenes, streamed: class GeoTIFF, colour and blend PNGs, class areas (JSON)."""
     from rsseg.infer import PredictOptions, ScenesFailed, predict_files
 
     options = PredictOptions(mode=mode, window=window, keep=keep, fast_tile=fast_tile, batch_size=batch_size,
                              blend=blend, tta=tta, probabilities=probabilities, skip_existing=skip_existing,
-                             low_memory=low_memory, overviews=overviews, precision=precision)
+                             low_memory=low_memory, overviews=overviews, precision=precision,
+                             confidence=confidence, disagreement=disagreement)
     results = predict_files(checkpoint, inputs, out, options=options, workers=workers, scheduler=scheduler,
                             threads=threads, engine=engine, raise_on_error=False)
     for r in results:

@@ -21,6 +21,7 @@ from rsseg.allocator import warm_allocator
 from rsseg.classes import IGNORE_INDEX
 from rsseg.errors import RsSegError
 from rsseg.infer.areas import AreaCounter
+from rsseg.infer.confidence import confidence_writer, style_paths, to_bytes, write_styles
 from rsseg.infer.engine import WindowEngine, check_bands
 from rsseg.infer.input_range import InputRangeCheck, range_check
 from rsseg.infer.options import PredictOptions, SceneResult
@@ -40,7 +41,7 @@ from rsseg.predictor import Predictor
 
 MiB = 2**20
 log = logging.getLogger(__name__)
-Emit = Callable[[int, int, np.ndarray, "np.ndarray | None", np.ndarray], None]
+Emit = Callable[[int, int, np.ndarray, "np.ndarray | None", np.ndarray, dict], None]
 
 
 def run_grid(
@@ -51,14 +52,17 @@ def run_grid(
     *,
     options: PredictOptions,
     progress: Callable[[int], None] | None = None,
+    scaled: bool = True,
 ) -> InputRangeCheck | None:
-    """Predict ``source`` on ``grid``; ``emit(y0, y1, classes, probs, raw)`` gets the
+    """Predict ``source`` on ``grid``; ``emit(y0, y1, classes, probs, raw, extras)`` gets the
     finished rows ``[y0, y1)`` in order (nodata pixels already set to 255; ``probs``, when
-    asked for, as float or as ``writers.probability_bytes``). Returns the check of the scene
-    against an int8 model's calibrated input range (None for other models)."""
+    asked for, as float or as ``writers.probability_bytes``; ``extras`` the confidence or
+    disagreement rows asked for, as stored uint8, or float32 when not ``scaled``). Returns
+    the check of the scene against an int8 model's calibrated input range (None for other models)."""
     engine = WindowEngine(predictor, grid, tta=options.tta)
-    stitcher = (Blender(engine, options.blend) if options.blend
-                else HardStitcher(engine, probabilities=options.probabilities, scaled=True))
+    stitcher = (Blender(engine, options.blend, options.confidence) if options.blend
+                else HardStitcher(engine, probabilities=options.probabilities, scaled=scaled,
+                                  confidence=options.confidence, disagreement=options.disagreement))
     reader = StripReader(source, grid)
     nodata = source.info.nodata
     check = range_check(predictor)
@@ -72,7 +76,10 @@ def run_grid(
                     classes[~valid] = IGNORE_INDEX
                 if check is not None:
                     check.add(raw, valid)
-                emit(y0, y1, classes, probs if options.probabilities else None, raw)
+                extras = getattr(stitcher, "extras", {})
+                if scaled:
+                    extras = {k: to_bytes(v, classes) for k, v in extras.items()}
+                emit(y0, y1, classes, probs if options.probabilities else None, raw, extras)
             if progress is not None:
                 progress((i + 1) * grid.cols)
     return check
@@ -82,7 +89,12 @@ def output_paths(out_dir: Path, stem: str, options: PredictOptions) -> dict[str,
     names = {"classes": "classes.tif", "color": "color.png", "blend": "blend.png", "areas": "areas.json"}
     if options.probabilities:
         names["probabilities"] = "probabilities.tif"
-    return {k: out_dir / f"{stem}_{v}" for k, v in names.items()}
+    if options.confidence:
+        names["confidence"] = "confidence.tif"
+    if options.disagreement:
+        names["disagreement"] = "disagreement.tif"
+    paths = {k: out_dir / f"{stem}_{v}" for k, v in names.items()}
+    return paths | style_paths(paths)
 
 
 def remove_leftovers(paths: dict[str, Path]) -> None:
@@ -168,10 +180,17 @@ def _predict_source(predictor: Predictor, source: RasterSource, paths: dict[str,
                 paths["probabilities"],
                 lambda t: probability_writer(t, paths["probabilities"], info, predictor.classes, options.overviews)))
 
-        def emit(y0: int, y1: int, classes: np.ndarray, probs: np.ndarray | None, raw: np.ndarray) -> None:
+        extra_out = {k: stack.enter_context(_streamed(paths[k], lambda t, k=k: confidence_writer(
+            t, paths[k], info, options.confidence if k == "confidence" else k, options.overviews)))
+            for k in ("confidence", "disagreement") if k in paths}
+
+        def emit(y0: int, y1: int, classes: np.ndarray, probs: np.ndarray | None, raw: np.ndarray,
+                 extras: dict) -> None:
             cls_out.write(classes[None])
             if prob_out is not None:
                 prob_out.write(scale_probabilities(probs, classes))
+            for k, out in extra_out.items():
+                out.write(extras[k][None])
             preview.add(y0, classes, raw)
             areas.add(y0, classes)
 
@@ -179,6 +198,7 @@ def _predict_source(predictor: Predictor, source: RasterSource, paths: dict[str,
     if check is not None and (warning := check.warning(source.path)):
         result.warnings.append(warning)
     preview.write(predictor.classes, paths["color"], paths["blend"])
+    write_styles(paths, predictor.classes)
     extra = {"mode": options.mode, "window": [grid.win_y, grid.win_x], "keep": [grid.keep_y, grid.keep_x],
              "blend": options.blend, "tta": options.tta}
     write_areas(paths["areas"], info, areas.summary(predictor.classes), extra)
@@ -202,7 +222,8 @@ def predict_array(
     grid = options.grid(predictor, h, w)
     out = np.empty((h, w), dtype=np.uint8)
 
-    def emit(y0: int, y1: int, classes: np.ndarray, probs: np.ndarray | None, raw: np.ndarray) -> None:
+    def emit(y0: int, y1: int, classes: np.ndarray, probs: np.ndarray | None, raw: np.ndarray,
+             extras: dict) -> None:
         out[y0:y1] = classes
 
     check = run_grid(predictor, source, grid, emit, options=options, progress=progress)
