@@ -56,6 +56,25 @@ def evaluate(
 
 @app.command()
 @_guard
+def calibrate(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.ckpt) to calibrate.")],
+    split: Annotated[str, typer.Option(help="Split to fit the temperature on.")] = "val",
+    out: Annotated[Path | None, typer.Option(help="Checkpoint to write (default: <stem>-calibrated.ckpt).")] = None,
+    in_place: Annotated[bool, typer.Option("--in-place", help="Replace CHECKPOINT (atomically).")] = False,
+) -> None:
+    """Fit a softmax temperature on a split (probabilities only; class maps unchanged)."""
+    from rsseg.calibration import calibrate as run_calibrate
+
+    if in_place and out is not None:
+        raise RsSegError("--in-place and --out exclude each other")
+    r = run_calibrate(checkpoint, split=split, out=out, in_place=in_place)
+    console.print(f"temperature {r.temperature:.4f} on {r.pixels} {split} pixels: "
+                  f"ECE {r.ece_before:.4f} -> {r.ece_after:.4f}")
+    console.print(f"calibrated checkpoint: {r.checkpoint}")
+
+
+@app.command()
+@_guard
 def predict(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.ckpt) or exported model (.onnx).")],
     inputs: Annotated[list[Path], typer.Argument(help="Images to map: GeoTIFF, JPEG or PNG, any size.")],

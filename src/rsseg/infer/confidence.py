@@ -47,8 +47,8 @@ def disagreement(views: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 
 def to_bytes(values: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Float maps in [0, 1] -> stored uint8, 255 where the class map is nodata."""
-    out = probability_bytes(values)
+    """Float maps in [0, 1] (or their bytes) -> stored uint8, 255 where the class map is nodata."""
+    out = values.copy() if values.dtype == np.uint8 else probability_bytes(values)
     out[classes == IGNORE_INDEX] = IGNORE_INDEX
     return out
 
