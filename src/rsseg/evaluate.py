@@ -124,11 +124,12 @@ def _predict_rows(predictor, image: np.ndarray, mask: np.ndarray, confusion: Con
     grid = options.grid(p, *image.shape[1:])
     k = predictor.classes.num_classes
 
-    def emit(y0, y1, classes, probs, raw, extras) -> None:
+    def count(y0, y1, classes, extras) -> None:
         confusion.update(classes, mask[y0:y1])
         reliability.add_rows(extras["confidence"], classes, mask[y0:y1], k)
 
-    run_grid(p, ArraySource(image), grid, emit, options=options, progress=progress, scaled=False)
+    run_grid(p, ArraySource(image), grid, lambda *_: None, options=options, progress=progress,
+             on_extras=count, scaled=False)
 
 
 def _write_reliability(calibration: dict, path: Path) -> None:

@@ -41,7 +41,7 @@ from rsseg.predictor import Predictor
 
 MiB = 2**20
 log = logging.getLogger(__name__)
-Emit = Callable[[int, int, np.ndarray, "np.ndarray | None", np.ndarray, dict], None]
+Emit = Callable[[int, int, np.ndarray, "np.ndarray | None", np.ndarray], None]
 
 
 def run_grid(
@@ -52,13 +52,15 @@ def run_grid(
     *,
     options: PredictOptions,
     progress: Callable[[int], None] | None = None,
+    on_extras: Callable[[int, int, np.ndarray, dict], None] | None = None,
     scaled: bool = True,
 ) -> InputRangeCheck | None:
-    """Predict ``source`` on ``grid``; ``emit(y0, y1, classes, probs, raw, extras)`` gets the
+    """Predict ``source`` on ``grid``; ``emit(y0, y1, classes, probs, raw)`` gets the
     finished rows ``[y0, y1)`` in order (nodata pixels already set to 255; ``probs``, when
-    asked for, as float or as ``writers.probability_bytes``; ``extras`` the confidence or
-    disagreement rows asked for, as stored uint8, or float32 when not ``scaled``). Returns
-    the check of the scene against an int8 model's calibrated input range (None for other models)."""
+    asked for, as float or as ``writers.probability_bytes``). ``on_extras(y0, y1, classes,
+    extras)``, called first, gets the confidence/disagreement rows asked for (stored uint8,
+    or float32 when not ``scaled``). Returns the check of the scene against an int8 model's
+    calibrated input range (None for other models)."""
     engine = WindowEngine(predictor, grid, tta=options.tta)
     stitcher = (Blender(engine, options.blend, options.confidence) if options.blend
                 else HardStitcher(engine, probabilities=options.probabilities, scaled=scaled,
@@ -76,10 +78,11 @@ def run_grid(
                     classes[~valid] = IGNORE_INDEX
                 if check is not None:
                     check.add(raw, valid)
-                extras = getattr(stitcher, "extras", {})
-                if scaled:
-                    extras = {k: to_bytes(v, classes) for k, v in extras.items()}
-                emit(y0, y1, classes, probs if options.probabilities else None, raw, extras)
+                if on_extras is not None:
+                    extras = stitcher.extras
+                    on_extras(y0, y1, classes, {k: to_bytes(v, classes) for k, v in extras.items()}
+                              if scaled else extras)
+                emit(y0, y1, classes, probs if options.probabilities else None, raw)
             if progress is not None:
                 progress((i + 1) * grid.cols)
     return check
@@ -184,17 +187,19 @@ def _predict_source(predictor: Predictor, source: RasterSource, paths: dict[str,
             t, paths[k], info, options.confidence if k == "confidence" else k, options.overviews)))
             for k in ("confidence", "disagreement") if k in paths}
 
-        def emit(y0: int, y1: int, classes: np.ndarray, probs: np.ndarray | None, raw: np.ndarray,
-                 extras: dict) -> None:
+        def write_extras(y0: int, y1: int, classes: np.ndarray, extras: dict) -> None:
+            for k, out in extra_out.items():
+                out.write(extras[k][None])
+
+        def emit(y0: int, y1: int, classes: np.ndarray, probs: np.ndarray | None, raw: np.ndarray) -> None:
             cls_out.write(classes[None])
             if prob_out is not None:
                 prob_out.write(scale_probabilities(probs, classes))
-            for k, out in extra_out.items():
-                out.write(extras[k][None])
             preview.add(y0, classes, raw)
             areas.add(y0, classes)
 
-        check = run_grid(predictor, source, grid, emit, options=options, progress=progress)
+        check = run_grid(predictor, source, grid, emit, options=options, progress=progress,
+                         on_extras=write_extras if extra_out else None)
     if check is not None and (warning := check.warning(source.path)):
         result.warnings.append(warning)
     preview.write(predictor.classes, paths["color"], paths["blend"])
@@ -222,8 +227,7 @@ def predict_array(
     grid = options.grid(predictor, h, w)
     out = np.empty((h, w), dtype=np.uint8)
 
-    def emit(y0: int, y1: int, classes: np.ndarray, probs: np.ndarray | None, raw: np.ndarray,
-             extras: dict) -> None:
+    def emit(y0: int, y1: int, classes: np.ndarray, probs: np.ndarray | None, raw: np.ndarray) -> None:
         out[y0:y1] = classes
 
     check = run_grid(predictor, source, grid, emit, options=options, progress=progress)
