@@ -121,13 +121,16 @@ def test_streamed_ece_equals_direct_numpy():
 
 
 def test_evaluate_writes_ece_and_reliability_diagram(trained, tmp_path):
-    result = runner.invoke(app, env={"COLUMNS": "2000"}, args=["evaluate", str(trained), "--out", str(tmp_path / "ev")])
+    run = shutil.copytree(trained.parents[1], tmp_path / "run")  # evaluate rewrites the run's report
+    result = runner.invoke(app, env={"COLUMNS": "2000"}, args=["evaluate", str(run / "checkpoints" / trained.name)])
     assert result.exit_code == 0, result.output
-    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    metrics = json.loads((run / "eval-test" / "metrics.json").read_text())
     cal = metrics["calibration"]
     assert 0 <= metrics["ece"] <= metrics["mce"] <= 1 and cal["bins"] == 15
-    assert sum(cal["count"]) > 0 and metrics["ece"] == cal["ece"]
-    assert (tmp_path / "ev" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    assert sum(cal["count"]) == 192 * 192 and metrics["ece"] == cal["ece"]  # every labelled test pixel
+    assert (run / "eval-test" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    html = (run / "report.html").read_text()
+    assert 'alt="reliability diagram"' in html and f"Expected calibration error {metrics['ece']:.4f}" in html
 
 
 def _overconfident(trained, path, factor=5.0):
