@@ -15,7 +15,9 @@ from rsseg.calibration import ReliabilityBins, _logit_rows, softmax
 from rsseg.checkpoint import load_predictor
 from rsseg.cli import app
 from rsseg.data.synthetic import generate_scene, write_scene
+from rsseg.export import export_onnx
 from rsseg.infer import predict_file
+from rsseg.infer.loading import load_model
 from rsseg.infer.confidence import confidence
 
 runner = CliRunner()
@@ -97,6 +99,10 @@ def test_tta_disagreement_is_a_share_of_eight_views(trained, scene, tmp_path):
     assert np.array_equal(d == 255, classes == 255)
     allowed = {int(np.rint(254 * i / 8)) for i in range(9)}
     assert set(np.unique(d[classes != 255]).tolist()) <= allowed
+    assert (d[classes != 255] > 0).any()  # a 3-epoch model is not D4-invariant everywhere
+    blended = predict_file(predictor, scene, tmp_path / "b", blend="linear", confidence="max")
+    c = _read(blended["confidence"])[0]
+    assert np.array_equal(c == 255, _read(blended["classes"])[0] == 255) and c[c != 255].min() >= 254 // 7
     assert paths["disagreement_qml"].exists()
 
 
@@ -167,6 +173,8 @@ def test_calibrate_overconfident_model(trained, scene, tmp_path):
     assert not np.array_equal(_read(a["probabilities"]), _read(b["probabilities"]))
     valid = _read(a["classes"])[0] != 255
     assert _read(b["confidence"])[0][valid].mean() < _read(a["confidence"])[0][valid].mean()
+    onnx = export_onnx(out, tmp_path / "cal.onnx")  # the temperature travels with the export
+    assert load_model(onnx).temperature == pytest.approx(t)
 
 
 def test_calibrate_missing_checkpoint_exits_2(tmp_path):
