@@ -11,16 +11,20 @@ import rasterio
 import torch
 from typer.testing import CliRunner
 
-from rsseg.calibration import ReliabilityBins, _logit_rows, softmax
+from rsseg.calibration import ReliabilityBins, logit_rows, softmax
 from rsseg.checkpoint import load_predictor
 from rsseg.cli import app
 from rsseg.data.synthetic import generate_scene, write_scene
 from rsseg.export import export_onnx
 from rsseg.infer import predict_file
-from rsseg.infer.loading import load_model
 from rsseg.infer.confidence import confidence
+from rsseg.infer.loading import load_model
 
 runner = CliRunner()
+
+
+def _cli(args: list[str]):
+    return runner.invoke(app, args, env={"COLUMNS": "2000"})  # one line, unwrapped
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -46,7 +50,7 @@ def _logits(predictor, path):
     """Full-scene stitched logits (K, H, W), computed apart from the confidence code."""
     image = _read(path)
     out = np.zeros((predictor.classes.num_classes, *image.shape[1:]), np.float32)
-    for y0, y1, _, logits in _logit_rows(predictor, image):
+    for y0, y1, _, logits in logit_rows(predictor, image):
         out[:, y0:y1] = logits
     return out
 
@@ -128,7 +132,7 @@ def test_streamed_ece_equals_direct_numpy():
 
 def test_evaluate_writes_ece_and_reliability_diagram(trained, tmp_path):
     run = shutil.copytree(trained.parents[1], tmp_path / "run")  # evaluate rewrites the run's report
-    result = runner.invoke(app, env={"COLUMNS": "2000"}, args=["evaluate", str(run / "checkpoints" / trained.name)])
+    result = _cli(["evaluate", str(run / "checkpoints" / trained.name)])
     assert result.exit_code == 0, result.output
     metrics = json.loads((run / "eval-test" / "metrics.json").read_text())
     cal = metrics["calibration"]
@@ -154,7 +158,7 @@ def _overconfident(trained, path, factor=5.0):
 def test_calibrate_overconfident_model(trained, scene, tmp_path):
     ckpt = _overconfident(trained, tmp_path / "hot.ckpt")
     before = ckpt.read_bytes()
-    result = runner.invoke(app, env={"COLUMNS": "2000"}, args=["calibrate", str(ckpt)])
+    result = _cli(["calibrate", str(ckpt)])
     assert result.exit_code == 0, result.output
     out = tmp_path / "hot-calibrated.ckpt"
     assert ckpt.read_bytes() == before  # the original is untouched
@@ -179,7 +183,7 @@ def test_calibrate_overconfident_model(trained, scene, tmp_path):
 
 def test_calibrate_missing_checkpoint_exits_2(tmp_path):
     missing = tmp_path / "nope.ckpt"
-    result = runner.invoke(app, env={"COLUMNS": "2000"}, args=["calibrate", str(missing)])
+    result = _cli(["calibrate", str(missing)])
     assert result.exit_code == 2
     assert str(missing) in result.output and len(result.output.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
@@ -195,7 +199,7 @@ def test_calibrate_empty_split_exits_2_and_writes_nothing(trained, tmp_path):
     data["root"], data["dataset"] = str(root), "folder"
     path = tmp_path / "noval.ckpt"
     torch.save(ckpt, path)
-    result = runner.invoke(app, env={"COLUMNS": "2000"}, args=["calibrate", str(path)])
+    result = _cli(["calibrate", str(path)])
     assert result.exit_code == 2, result.output
     assert "val" in result.output and (str(path) in result.output or str(root) in result.output)
     assert len(result.output.strip().splitlines()) == 1, result.output
@@ -204,9 +208,10 @@ def test_calibrate_empty_split_exits_2_and_writes_nothing(trained, tmp_path):
 
 
 def test_bad_confidence_options_exit_2(trained, scene, tmp_path):
-    bad = runner.invoke(app, env={"COLUMNS": "2000"}, args=["predict", str(trained), str(scene), "--out", str(tmp_path), "--confidence", "best"])
+    args = ["predict", str(trained), str(scene), "--out", str(tmp_path)]
+    bad = _cli([*args, "--confidence", "best"])
     assert bad.exit_code == 2 and "confidence 'best'" in bad.output
-    no_tta = runner.invoke(app, env={"COLUMNS": "2000"}, args=["predict", str(trained), str(scene), "--out", str(tmp_path), "--disagreement"])
+    no_tta = _cli([*args, "--disagreement"])
     assert no_tta.exit_code == 2 and "--disagreement needs --tta" in no_tta.output
     assert list(tmp_path.iterdir()) == []
 
@@ -216,7 +221,7 @@ def test_bad_temperature_in_checkpoint_exits_2(trained, scene, tmp_path):
     ckpt["hyper_parameters"]["temperature"] = -1.0
     path = tmp_path / "neg.ckpt"
     torch.save(ckpt, path)
-    result = runner.invoke(app, env={"COLUMNS": "2000"}, args=["predict", str(path), str(scene), "--out", str(tmp_path / "o")])
+    result = _cli(["predict", str(path), str(scene), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert str(path) in result.output and "temperature" in result.output
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())

@@ -129,7 +129,8 @@ def calibrate(checkpoint: Path, *, split: str = "val", out: Path | None = None, 
     from rsseg.safe_load import read_lightning_checkpoint
 
     checkpoint = Path(checkpoint)
-    target = checkpoint if in_place else Path(out) if out else checkpoint.with_name(f"{checkpoint.stem}-calibrated.ckpt")
+    target = (checkpoint if in_place else Path(out) if out
+              else checkpoint.with_name(f"{checkpoint.stem}-calibrated.ckpt"))
     predictor = load_predictor(checkpoint, device=torch.device("cpu"))
     z, labels = sample_logits(predictor, checkpoint, split, max_pixels, seed)
     t = fit_temperature(z, labels)
@@ -171,7 +172,7 @@ def sample_logits(predictor, checkpoint: Path, split: str, max_pixels: int,
     for scene in scenes:
         image, _ = read_image(scene.image)
         mask = _read_mask(source, scene, image.shape[1:])
-        for y0, y1, classes, logits in _logit_rows(predictor, image):
+        for y0, y1, classes, logits in logit_rows(predictor, image):
             m = mask[y0:y1]
             keep = (m != IGNORE_INDEX) & (m < k) & (classes != IGNORE_INDEX) & (rng.random(m.shape) < rate)
             zs.append(logits[:, keep].T.astype(np.float32))
@@ -185,7 +186,7 @@ def sample_logits(predictor, checkpoint: Path, split: str, max_pixels: int,
     return z, y
 
 
-def _logit_rows(predictor, image: np.ndarray):
+def logit_rows(predictor, image: np.ndarray):
     """(y0, y1, classes, (K, n, w) logits) rows of a scene, as ``predict`` stitches them."""
     from rsseg.infer.engine import WindowEngine, check_bands
     from rsseg.infer.options import PredictOptions
