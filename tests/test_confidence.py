@@ -139,6 +139,17 @@ def test_evaluate_writes_ece_and_reliability_diagram(trained, tmp_path):
     assert 0 <= metrics["ece"] <= metrics["mce"] <= 1 and cal["bins"] == 15
     assert sum(cal["count"]) == 192 * 192 and metrics["ece"] == cal["ece"]  # every labelled test pixel
     assert (run / "eval-test" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    # the same pixels directly: softmax of the stitched logits, then the textbook ECE
+    predictor = load_predictor(trained, device=torch.device("cpu"))
+    test = trained.parents[3] / "data" / "test"
+    z = _logits(predictor, next((test / "images").glob("*.tif"))).reshape(predictor.classes.num_classes, -1).T
+    y = _read(next((test / "masks").glob("*.tif")))[0].ravel()
+    p = softmax(z)
+    conf, correct = p.max(axis=1), p.argmax(axis=1) == y
+    edges = np.linspace(0, 1, 16)
+    direct = sum(abs(correct[s].mean() - conf[s].mean()) * s.mean()
+                 for s in ((conf >= a) & ((conf < b) | (b == 1)) for a, b in zip(edges[:-1], edges[1:])) if s.any())
+    assert metrics["ece"] == pytest.approx(direct, abs=1e-5)
     html = (run / "report.html").read_text()
     assert 'alt="reliability diagram"' in html and f"Expected calibration error {metrics['ece']:.4f}" in html
 

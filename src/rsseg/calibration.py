@@ -131,7 +131,7 @@ def calibrate(checkpoint: Path, *, split: str = "val", out: Path | None = None, 
     checkpoint = Path(checkpoint)
     target = (checkpoint if in_place else Path(out) if out
               else checkpoint.with_name(f"{checkpoint.stem}-calibrated.ckpt"))
-    predictor = load_predictor(checkpoint, device=torch.device("cpu"))
+    predictor = load_predictor(checkpoint)
     z, labels = sample_logits(predictor, checkpoint, split, max_pixels, seed)
     t = fit_temperature(z, labels)
     before = ece_of(z, labels, predictor.temperature)
