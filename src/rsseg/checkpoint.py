@@ -74,4 +74,13 @@ def load_predictor(path: Path, *, device: torch.device | None = None, config: Co
         channels_last=use_channels_last(cfg.train.channels_last, bf16, device.type),
         device=device,
         config=cfg,
+        temperature=_temperature(path, hp),
     )
+
+
+def _temperature(path: Path, hp: dict) -> float:
+    """``hyper_parameters["temperature"]`` (``rsseg calibrate``), 1.0 when absent."""
+    t = hp.get("temperature", 1.0)
+    if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t < float("inf"):
+        raise RsSegError(f"{path}: hyper_parameters.temperature must be a positive number, got {t!r}")
+    return float(t)

@@ -94,6 +94,7 @@ def build_metadata(predictor: Predictor, stride: int, opset: int) -> dict:
         "model": model_cfg,
         "input": INPUT_NAME,
         "output": OUTPUT_NAME,
+        "temperature": float(getattr(predictor, "temperature", 1.0)),
     }
 
 

@@ -48,6 +48,8 @@ class Predictor:
     #: (low, high) per model band of the normalised inputs an int8 model was calibrated on
     #: (``rsseg quantize``); scenes beyond it get a warning (``rsseg.infer.input_range``)
     input_range: tuple[list[float], list[float]] | None = None
+    #: probabilities are softmax(logits / temperature), fitted by ``rsseg calibrate`` (classes unchanged)
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if self.numpy_native:

@@ -55,6 +55,25 @@ def evaluate(
 
 @app.command()
 @_guard
+def calibrate(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.ckpt) to calibrate.")],
+    split: Annotated[str, typer.Option(help="Split to fit the temperature on.")] = "val",
+    out: Annotated[Path | None, typer.Option(help="Checkpoint to write (default: <stem>-calibrated.ckpt).")] = None,
+    in_place: Annotated[bool, typer.Option("--in-place", help="Replace CHECKPOINT (atomically).")] = False,
+) -> None:
+    """Fit a softmax temperature on a split (probabilities only; class maps unchanged)."""
+    from rsseg.calibration import calibrate as run_calibrate
+
+    if in_place and out is not None:
+        raise RsSegError("--in-place and --out exclude each other")
+    r = run_calibrate(checkpoint, split=split, out=out, in_place=in_place)
+    console.print(f"temperature {r.temperature:.4f} on {r.pixels} {split} pixels: "
+                  f"ECE {r.ece_before:.4f} -> {r.ece_after:.4f}")
+    console.print(f"calibrated checkpoint: {r.checkpoint}")
+
+
+@app.command()
+@_guard
 def predict(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.ckpt) or exported model (.onnx).")],
     inputs: Annotated[list[Path], typer.Argument(help="Images to map: GeoTIFF, JPEG or PNG, any size.")],
@@ -89,13 +108,20 @@ def predict(
     precision: Annotated[
         str | None, typer.Option(help="32 (checkpoint default: same map on any machine), bf16 (faster), auto.")
     ] = None,
+    confidence: Annotated[
+        str | None, typer.Option(help="Also write <name>_confidence.tif: max, margin or entropy (254 = sure).")
+    ] = None,
+    disagreement: Annotated[
+        bool, typer.Option("--disagreement", help="With --tta: <name>_disagreement.tif, share of D4 views differing.")
+    ] = False,
 ) -> None:
     """Predict whole scenes, streamed: class GeoTIFF, colour and blend PNGs, class areas (JSON)."""
     from rsseg.infer import PredictOptions, ScenesFailed, predict_files
 
     options = PredictOptions(mode=mode, window=window, keep=keep, fast_tile=fast_tile, batch_size=batch_size,
                              blend=blend, tta=tta, probabilities=probabilities, skip_existing=skip_existing,
-                             low_memory=low_memory, overviews=overviews, precision=precision)
+                             low_memory=low_memory, overviews=overviews, precision=precision,
+                             confidence=confidence, disagreement=disagreement)
     results = predict_files(checkpoint, inputs, out, options=options, workers=workers, scheduler=scheduler,
                             threads=threads, engine=engine, raise_on_error=False)
     for r in results:

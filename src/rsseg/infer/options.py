@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsseg.errors import RsSegError
+from rsseg.infer.confidence import CONFIDENCES
 from rsseg.infer.outputs import MAX_PREVIEW
 from rsseg.infer.stitch import BLENDS
 from rsseg.infer.windows import (
@@ -43,6 +44,9 @@ class PredictOptions:
 
     ``precision``: ``32``, ``bf16`` or ``auto`` replaces the checkpoint's ``infer.precision``
     (torch models only; an ONNX model always runs in fp32).
+
+    ``confidence`` (``max``, ``margin`` or ``entropy``) writes ``<name>_confidence.tif`` and
+    ``disagreement`` (with ``tta``) ``<name>_disagreement.tif`` (``rsseg.infer.confidence``).
     """
 
     mode: str = "reference"
@@ -58,6 +62,8 @@ class PredictOptions:
     low_memory: bool = False
     overviews: bool = False
     precision: str | None = None
+    confidence: str | None = None
+    disagreement: bool = False
 
     def configure(self, predictor: Predictor) -> Predictor:
         """A shallow copy of ``predictor`` with the overrides applied; in ``fast`` mode a torch
@@ -97,6 +103,10 @@ class PredictOptions:
                 raise RsSegError("blending needs a margin (window > keep) and not the naive mode")
             if p.keep < 2 * margin:
                 raise RsSegError(f"blending needs keep >= 2 x margin, got keep {p.keep}, margin {margin}")
+        if self.confidence is not None and self.confidence not in CONFIDENCES:
+            raise RsSegError(f"unknown confidence '{self.confidence}'; choose one of {', '.join(CONFIDENCES)}")
+        if self.disagreement and (not self.tta or self.blend is not None):
+            raise RsSegError("--disagreement needs --tta (the 8 D4 views) and no --blend")
         if self.preview_max < 1:
             raise RsSegError(f"preview size must be positive, got {self.preview_max}")
 

@@ -22,6 +22,7 @@ from rsseg.allocator import warm_allocator
 from rsseg.classes import IGNORE_INDEX
 from rsseg.errors import RsSegError
 from rsseg.infer.areas import AreaCounter
+from rsseg.infer.confidence import confidence_writer, style_paths, to_bytes, write_styles
 from rsseg.infer.engine import WindowEngine, check_bands
 from rsseg.infer.input_range import InputRangeCheck, range_check
 from rsseg.infer.nodata import ValidPixels
@@ -54,15 +55,20 @@ def run_grid(
     options: PredictOptions,
     progress: Callable[[int], None] | None = None,
     pixels: ValidPixels | None = None,
+    on_extras: Callable[[int, int, np.ndarray, dict], None] | None = None,
+    scaled: bool = True,
 ) -> InputRangeCheck | None:
     """Predict ``source`` on ``grid``; ``emit(y0, y1, classes, probs, raw)`` gets the
     finished rows ``[y0, y1)`` in order (nodata pixels, NaN/inf ones included, already set
     to 255 by ``pixels``; ``probs``, when asked for, as float or as
-    ``writers.probability_bytes``). Returns the check of the scene against an int8 model's
+    ``writers.probability_bytes``). ``on_extras(y0, y1, classes, extras)``, called first,
+    gets the confidence/disagreement rows asked for (stored uint8, or float32 when not
+    ``scaled``). Returns the check of the scene against an int8 model's
     calibrated input range (None for other models)."""
     engine = WindowEngine(predictor, grid, tta=options.tta)
-    stitcher = (Blender(engine, options.blend) if options.blend
-                else HardStitcher(engine, probabilities=options.probabilities, scaled=True))
+    stitcher = (Blender(engine, options.blend, options.confidence) if options.blend
+                else HardStitcher(engine, probabilities=options.probabilities, scaled=scaled,
+                                  confidence=options.confidence, disagreement=options.disagreement))
     reader = StripReader(source, grid)
     pixels = pixels if pixels is not None else ValidPixels(source.info, predictor.bands)
     check = range_check(predictor)
@@ -76,6 +82,10 @@ def run_grid(
                     classes[~valid] = IGNORE_INDEX
                 if check is not None:
                     check.add(raw, valid)
+                if on_extras is not None:
+                    extras = stitcher.extras
+                    on_extras(y0, y1, classes, {k: to_bytes(v, classes) for k, v in extras.items()}
+                              if scaled else extras)
                 emit(y0, y1, classes, probs if options.probabilities else None, raw)
             if progress is not None:
                 progress((i + 1) * grid.cols)
@@ -86,7 +96,12 @@ def output_paths(out_dir: Path, stem: str, options: PredictOptions) -> dict[str,
     names = {"classes": "classes.tif", "color": "color.png", "blend": "blend.png", "areas": "areas.json"}
     if options.probabilities:
         names["probabilities"] = "probabilities.tif"
-    return {k: out_dir / f"{stem}_{v}" for k, v in names.items()}
+    if options.confidence:
+        names["confidence"] = "confidence.tif"
+    if options.disagreement:
+        names["disagreement"] = "disagreement.tif"
+    paths = {k: out_dir / f"{stem}_{v}" for k, v in names.items()}
+    return paths | style_paths(paths)
 
 
 def remove_leftovers(paths: dict[str, Path]) -> None:
@@ -171,6 +186,14 @@ def _predict_source(predictor: Predictor, source: RasterSource, paths: dict[str,
                 paths["probabilities"],
                 lambda t: probability_writer(t, paths["probabilities"], info, predictor.classes, options.overviews)))
 
+        extra_out = {k: stack.enter_context(_streamed(paths[k], lambda t, k=k: confidence_writer(
+            t, paths[k], info, options.confidence if k == "confidence" else k, options.overviews)))
+            for k in ("confidence", "disagreement") if k in paths}
+
+        def write_extras(y0: int, y1: int, classes: np.ndarray, extras: dict) -> None:
+            for k, out in extra_out.items():
+                out.write(extras[k][None])
+
         def emit(y0: int, y1: int, classes: np.ndarray, probs: np.ndarray | None, raw: np.ndarray) -> None:
             cls_out.write(classes[None])
             if prob_out is not None:
@@ -178,11 +201,13 @@ def _predict_source(predictor: Predictor, source: RasterSource, paths: dict[str,
             preview.add(y0, classes, raw)
             areas.add(y0, classes)
 
-        check = run_grid(predictor, source, grid, emit, options=options, progress=progress, pixels=pixels)
+        check = run_grid(predictor, source, grid, emit, options=options, progress=progress, pixels=pixels,
+                         on_extras=write_extras if extra_out else None)
     result.warnings += pixels.warnings(source.path)
     if check is not None and (warning := check.warning(source.path)):
         result.warnings.append(warning)
     preview.write(predictor.classes, paths["color"], paths["blend"])
+    write_styles(paths, predictor.classes)
     extra = {"mode": options.mode, "window": [grid.win_y, grid.win_x], "keep": [grid.keep_y, grid.keep_x],
              "blend": options.blend, "tta": options.tta}
     write_areas(paths["areas"], info, areas.summary(predictor.classes), extra)
