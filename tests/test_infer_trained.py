@@ -55,7 +55,7 @@ def test_dask_local_cluster_is_byte_identical(trained, scenes, tmp_path):
     assert [r.ok for r in multi] == [True, True, False]
     assert "broken.tif" in multi[2].error and "not a readable image" in multi[2].error
     for one, many in zip(single, multi, strict=False):
-        assert set(one) == set(many) == {"classes", "color", "blend", "areas", "probabilities"}
+        assert set(one) == set(many) == {"classes", "color", "blend", "areas", "probabilities", "classes_qml", "item"}
         for key in one:
             assert one[key].name == many[key].name
             assert one[key].read_bytes() == many[key].read_bytes(), key

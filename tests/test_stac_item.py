@@ -25,9 +25,9 @@ def _tif(path, count=1, crs="EPSG:32640"):
 
 def test_item_describes_the_prediction_and_its_files(tmp_path):
     outputs = {"classes": _tif(tmp_path / "s_classes.tif"), "probabilities": _tif(tmp_path / "s_probabilities.tif", 3),
-               "areas": tmp_path / "s_areas.json", "classes_style": tmp_path / "s_classes.qml"}
+               "areas": tmp_path / "s_areas.json", "classes_qml": tmp_path / "s_classes.qml"}
     outputs["areas"].write_text("{}")
-    outputs["classes_style"].write_text("<qgis/>")
+    outputs["classes_qml"].write_text("<qgis/>")
     path = write_prediction_item(outputs, tmp_path / "s_item.json", "s", classes=CLASSES,
                                  properties={"rsseg:checkpoint": "best.ckpt"})
     item = pystac.Item.from_file(str(path))
@@ -38,7 +38,7 @@ def test_item_describes_the_prediction_and_its_files(tmp_path):
     assert 54.9 < west < east < 55.1 and 25.2 < south < north < 25.4  # UTM 40N, near Dubai
     for key, asset in item.assets.items():
         assert (tmp_path / asset.href).exists(), key
-    assert item.assets["classes_style"].roles == ["style", "metadata"]
+    assert item.assets["classes_qml"].roles == ["style", "metadata"]
     bands = item.assets["probabilities"].extra_fields["raster:bands"]
     assert len(bands) == 3 and bands[0]["data_type"] == "uint8" and bands[0]["nodata"] == 255
     classes = item.assets["classes"].extra_fields["classification:classes"]

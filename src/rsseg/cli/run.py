@@ -114,14 +114,34 @@ def predict(
     disagreement: Annotated[
         bool, typer.Option("--disagreement", help="With --tta: <name>_disagreement.tif, share of D4 views differing.")
     ] = False,
+    cog: Annotated[bool, typer.Option("--cog/--no-cog", help="Cloud-Optimized GeoTIFF rasters.")] = True,
+    vector: Annotated[
+        str | None, typer.Option(help="Also write <name>_polygons: gpkg (GeoPackage), parquet or geojson.")
+    ] = None,
+    simplify: Annotated[
+        float | None, typer.Option(help="With --vector: simplify edges (map units), shared edges kept shared.")
+    ] = None,
+    min_area: Annotated[
+        float | None, typer.Option(help="With --vector: merge regions under this area (m²) into a neighbour.")
+    ] = None,
+    stac: Annotated[bool, typer.Option("--stac/--no-stac", help="A STAC Item per scene (<name>_item.json).")] = True,
+    bands: Annotated[
+        str | None, typer.Option(help="STAC inputs: bands by asset key, name or common name, e.g. red,green,blue.")
+    ] = None,
 ) -> None:
-    """Predict whole scenes, streamed: class GeoTIFF, colour and blend PNGs, class areas (JSON)."""
+    """Predict whole scenes, streamed: class COG, colour and blend PNGs, class areas (JSON), QGIS
+    styles, a STAC Item; optionally probabilities, confidence and polygons. Inputs may be local
+    STAC Items or catalogues."""
+    from rsseg.gis.stac_input import expand_inputs
     from rsseg.infer import PredictOptions, ScenesFailed, predict_files
 
     options = PredictOptions(mode=mode, window=window, keep=keep, fast_tile=fast_tile, batch_size=batch_size,
                              blend=blend, tta=tta, probabilities=probabilities, skip_existing=skip_existing,
                              low_memory=low_memory, overviews=overviews, precision=precision,
-                             confidence=confidence, disagreement=disagreement)
+                             confidence=confidence, disagreement=disagreement, cog=cog, vector=vector,
+                             simplify=simplify, min_area=min_area, stac=stac)
+    wanted = [b.strip() for b in bands.split(",") if b.strip()] if bands else None
+    inputs = expand_inputs(inputs, wanted, out)
     results = predict_files(checkpoint, inputs, out, options=options, workers=workers, scheduler=scheduler,
                             threads=threads, engine=engine, raise_on_error=False)
     for r in results:

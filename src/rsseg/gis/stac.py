@@ -5,7 +5,9 @@ records its CRS, shape and transform, the raster extension each asset's bands (d
 nodata, scale), the classification extension the class values, names and colours. Assets:
 the class map, probabilities, confidence, polygons, QGIS styles, previews and the areas JSON,
 whichever exist, by relative path (the folder can be moved). Maps without a CRS get no
-geometry (STAC allows a null geometry) and a note. Written atomically as ``NAME_item.json``.
+geometry (STAC allows a null geometry) and a note. The datetime is the input's (its TIFF date
+tag, else its file time), not the clock, so reruns write the same bytes. Written atomically as
+``NAME_item.json``.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ ASSET_KINDS = {
     "probabilities": ("image/tiff; application=geotiff", ["data"], "Class probabilities (uint8, 254 = 1)"),
     "confidence": ("image/tiff; application=geotiff", ["data"], "Confidence (uint8, 254 = 1)"),
     "polygons": ("application/geopackage+sqlite3", ["data"], "Class polygons"),
-    "classes_style": ("application/xml", ["style", "metadata"], "QGIS style of the class map"),
-    "confidence_style": ("application/xml", ["style", "metadata"], "QGIS style of the confidence map"),
-    "polygons_style": ("application/xml", ["style", "metadata"], "QGIS style of the polygons"),
+    "disagreement": ("image/tiff; application=geotiff", ["data"], "D4 disagreement (uint8, 254 = 1)"),
+    "classes_qml": ("application/xml", ["style", "metadata"], "QGIS style of the class map"),
+    "confidence_qml": ("application/xml", ["style", "metadata"], "QGIS style of the confidence map"),
+    "disagreement_qml": ("application/xml", ["style", "metadata"], "QGIS style of the disagreement map"),
+    "polygons_qml": ("application/xml", ["style", "metadata"], "QGIS style of the polygons"),
     "color": ("image/png", ["overview"], "Colour preview"),
     "blend": ("image/png", ["overview"], "Preview over the image"),
     "areas": ("application/json", ["metadata"], "Class areas"),
@@ -51,12 +55,30 @@ def _is_cog(path: Path) -> bool:
 def _raster_bands(path: Path) -> list[dict]:
     with rasterio.open(path) as src:
         return [{"data_type": src.dtypes[i], "nodata": src.nodata, "scale": src.scales[i],
-                 "offset": src.offsets[i], **({"name": src.descriptions[i]} if src.descriptions[i] else {})}
-                for i in range(src.count)]
+                 "offset": src.offsets[i]} for i in range(src.count)]
 
 
-def prediction_item(outputs: dict[str, Path], scene_id: str, *, classes=None, properties: dict | None = None):
-    """A pystac Item describing one prediction's ``outputs`` (role -> path)."""
+def scene_datetime(path: Path | None) -> dt.datetime:
+    """The Item's datetime: the input's TIFF date tag, else its file's modification time (UTC);
+    never the clock, so a rerun writes a byte-identical Item."""
+    if path is not None and Path(path).exists():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                with rasterio.open(path) as src:
+                    stamp = src.tags().get("TIFFTAG_DATETIME")
+            if stamp:
+                return dt.datetime.strptime(stamp.strip(), "%Y:%m:%d %H:%M:%S").replace(tzinfo=dt.timezone.utc)
+        except (rasterio.errors.RasterioError, ValueError):
+            pass
+        return dt.datetime.fromtimestamp(int(Path(path).stat().st_mtime), dt.timezone.utc)
+    return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def prediction_item(outputs: dict[str, Path], scene_id: str, *, classes=None, properties: dict | None = None,
+                    datetime: dt.datetime | None = None):
+    """A pystac Item describing one prediction's ``outputs`` (role -> path); ``datetime``
+    defaults to ``scene_datetime`` of the class map."""
     import pystac
     from pystac.extensions.projection import ProjectionExtension
     from pystac.extensions.raster import RasterExtension
@@ -77,7 +99,7 @@ def prediction_item(outputs: dict[str, Path], scene_id: str, *, classes=None, pr
     else:
         props["rsseg:note"] = "the map has no CRS: no footprint"
     item = pystac.Item(id=scene_id, geometry=geometry, bbox=bbox,
-                       datetime=dt.datetime.now(dt.timezone.utc).replace(microsecond=0), properties=props)
+                       datetime=datetime or scene_datetime(class_map), properties=props)
     proj = ProjectionExtension.ext(item, add_if_missing=True)
     epsg = crs.to_epsg() if crs else None
     proj.apply(code=f"EPSG:{epsg}" if epsg else None, wkt2=None if epsg or not crs else crs.to_wkt(),
@@ -114,8 +136,8 @@ def _stac_name(name: str) -> str:
 
 
 def write_prediction_item(outputs: dict[str, Path], path: Path, scene_id: str, *, classes=None,
-                          properties: dict | None = None) -> Path:
+                          properties: dict | None = None, datetime: dt.datetime | None = None) -> Path:
     """Write the Item as JSON at ``path`` (atomically; asset hrefs relative to its folder)."""
-    item = prediction_item(outputs, scene_id, classes=classes, properties=properties)
+    item = prediction_item(outputs, scene_id, classes=classes, properties=properties, datetime=datetime)
     atomic_write_text(Path(path), json.dumps(item.to_dict(include_self_link=False), indent=1) + "\n")
     return Path(path)

@@ -66,9 +66,7 @@ def confidence_writer(tmp: Path, final: Path, info: SceneInfo, label: str, overv
 
 
 def style_paths(paths: dict[str, Path]) -> dict[str, Path]:
-    """QGIS sidecars written with a confidence or disagreement map: for it and the class map."""
-    if "confidence" not in paths and "disagreement" not in paths:
-        return {}
+    """QGIS sidecars: for the class map, and for a confidence or disagreement map."""
     return {f"{k}_qml": paths[k].with_suffix(".qml") for k in ("classes", "confidence", "disagreement") if k in paths}
 
 

@@ -47,6 +47,11 @@ class PredictOptions:
 
     ``confidence`` (``max``, ``margin`` or ``entropy``) writes ``<name>_confidence.tif`` and
     ``disagreement`` (with ``tta``) ``<name>_disagreement.tif`` (``rsseg.infer.confidence``).
+
+    GIS outputs (``rsseg.infer.gis_outputs``): ``cog`` rewrites the finished rasters as
+    Cloud-Optimized GeoTIFFs (on by default: GIS tools and web maps read them directly);
+    ``vector`` (gpkg, parquet, geojson) adds ``<name>_polygons.*``, with ``simplify`` (map
+    units) and ``min_area`` (m²); ``stac`` writes ``<name>_item.json``.
     """
 
     mode: str = "reference"
@@ -64,6 +69,11 @@ class PredictOptions:
     precision: str | None = None
     confidence: str | None = None
     disagreement: bool = False
+    cog: bool = True
+    vector: str | None = None
+    simplify: float | None = None
+    min_area: float | None = None
+    stac: bool = True
 
     def configure(self, predictor: Predictor) -> Predictor:
         """A shallow copy of ``predictor`` with the overrides applied; in ``fast`` mode a torch
@@ -90,6 +100,14 @@ class PredictOptions:
             raise RsSegError(f"unknown precision '{self.precision}'; choose 32, bf16 or auto")
         if self.precision == "bf16" and predictor.numpy_native:
             raise RsSegError("--precision bf16 needs a torch checkpoint: an ONNX model runs in fp32")
+        if self.vector is not None:
+            from rsseg.gis.formats import suffix_of
+
+            suffix_of(self.vector)  # an unknown format is refused here, before any work
+        elif self.simplify is not None or self.min_area is not None:
+            raise RsSegError("--simplify and --min-area shape the polygons: add --vector gpkg (or parquet, geojson)")
+        if (self.simplify is not None and self.simplify <= 0) or (self.min_area is not None and self.min_area <= 0):
+            raise RsSegError(f"--simplify and --min-area must be positive, got {self.simplify} and {self.min_area}")
         margin = self._border(predictor)
         if self.batch_size is not None and self.batch_size < 1:
             raise RsSegError(f"--batch-size must be at least 1, got {self.batch_size}")

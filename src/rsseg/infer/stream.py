@@ -24,6 +24,7 @@ from rsseg.errors import RsSegError
 from rsseg.infer.areas import AreaCounter
 from rsseg.infer.confidence import confidence_writer, style_paths, to_bytes, write_styles
 from rsseg.infer.engine import WindowEngine, check_bands
+from rsseg.infer.gis_outputs import finish_gis, gis_paths
 from rsseg.infer.input_range import InputRangeCheck, range_check
 from rsseg.infer.nodata import ValidPixels
 from rsseg.infer.options import PredictOptions, SceneResult
@@ -101,7 +102,8 @@ def output_paths(out_dir: Path, stem: str, options: PredictOptions) -> dict[str,
     if options.disagreement:
         names["disagreement"] = "disagreement.tif"
     paths = {k: out_dir / f"{stem}_{v}" for k, v in names.items()}
-    return paths | style_paths(paths)
+    paths |= style_paths(paths)
+    return paths | gis_paths(paths, options)
 
 
 def remove_leftovers(paths: dict[str, Path]) -> None:
@@ -211,6 +213,7 @@ def _predict_source(predictor: Predictor, source: RasterSource, paths: dict[str,
     extra = {"mode": options.mode, "window": [grid.win_y, grid.win_x], "keep": [grid.keep_y, grid.keep_x],
              "blend": options.blend, "tta": options.tta}
     write_areas(paths["areas"], info, areas.summary(predictor.classes), extra)
+    finish_gis(paths, predictor, options, source.path)
     return result
 
 
