@@ -26,8 +26,9 @@ def check_launch(train_cfg, device_type: str) -> None:
 
     known = ["auto", *StrategyRegistry.available_strategies()]
     if train_cfg.strategy not in known:
+        shown = [name for name in known if "find_unused" not in name]
         raise RsSegError(f"train.strategy: unknown strategy '{train_cfg.strategy}'; Lightning knows: "
-                         f"{', '.join(known)}")
+                         f"{', '.join(shown)} (and ddp*_find_unused_parameters_true/false)")
     devices = train_cfg.devices
     if not isinstance(devices, int) or devices < 1:
         return
