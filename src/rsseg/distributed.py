@@ -35,9 +35,14 @@ def check_launch(train_cfg, device_type: str) -> None:
     if device_type == "cuda":
         have, what = torch.cuda.device_count(), "GPU(s)"
     else:
-        have, what = os.cpu_count() or 1, "CPU cores"
+        have, what = cpu_cores(), "CPU cores"
     if devices > have:
         raise RsSegError(f"train.devices: {devices} processes asked for, but this machine has {have} {what}")
+
+
+def cpu_cores() -> int:
+    """The cores this process may use (a container's or ``taskset``'s share, not the host's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def launch_rank(devices: int | str) -> int:
