@@ -118,6 +118,21 @@ def test_bad_launch_is_one_line_before_any_work(tmp_path, tiny_config_path, over
     assert not runs.exists()  # nothing made
 
 
+def test_frozen_encoder_tells_ddp_to_expect_unused_parameters(tiny_config_path):
+    """Frozen encoder weights get no gradient: plain DDP stops at the second step."""
+    from rsseg.config import load_config
+    from rsseg.distributed import lightning_strategy
+
+    def strategy(*sets):
+        return lightning_strategy(load_config(tiny_config_path, list(sets)).train)
+
+    assert strategy("train.devices=2", "train.strategy=ddp") == "ddp"
+    assert strategy("train.devices=2", "train.strategy=ddp", "train.freeze_encoder=2") == \
+        "ddp_find_unused_parameters_true"
+    assert strategy("train.devices=2", "train.freeze_encoder=true") == "ddp_find_unused_parameters_true"
+    assert strategy("train.devices=1", "train.freeze_encoder=true") == "auto"  # one process: no DDP
+
+
 # --------------------------------------------------------------------------- two processes
 
 

@@ -40,6 +40,17 @@ def check_launch(train_cfg, device_type: str) -> None:
         raise RsSegError(f"train.devices: {devices} processes asked for, but this machine has {have} {what}")
 
 
+def lightning_strategy(train_cfg) -> str:
+    """``train.strategy``, with DDP told to expect unused parameters when the encoder is frozen
+    (its weights get no gradient, which plain DDP stops on at the second step)."""
+    name, freeze = train_cfg.strategy, train_cfg.freeze_encoder
+    several = (isinstance(train_cfg.devices, int) and train_cfg.devices > 1) or train_cfg.num_nodes > 1
+    if freeze is False or freeze == 0 or not (name in ("ddp", "ddp_spawn", "ddp_fork") or
+                                              (name == "auto" and several)):
+        return name
+    return f"{'ddp' if name == 'auto' else name}_find_unused_parameters_true"
+
+
 def cpu_cores() -> int:
     """The cores this process may use (a container's or ``taskset``'s share, not the host's)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -27,7 +27,14 @@ from rsseg.data.datasets.tables import metric_classes
 from rsseg.data.sources import get_source
 from rsseg.data.shard import shard_loaders
 from rsseg.data.subset import select_training_chips
-from rsseg.distributed import check_launch, cluster_run_name, launch_rank, run_dir_for_children, shared_run_dir
+from rsseg.distributed import (
+    check_launch,
+    cluster_run_name,
+    launch_rank,
+    lightning_strategy,
+    run_dir_for_children,
+    shared_run_dir,
+)
 from rsseg.errors import RsSegError
 from rsseg.io import atomic_path, atomic_write_text, ensure_writable_dir
 from rsseg.losses import build_loss
@@ -275,7 +282,7 @@ def train(
         default_root_dir=run_dir,
         max_epochs=cfg.train.epochs,
         num_nodes=cfg.train.num_nodes,
-        strategy=cfg.train.strategy,
+        strategy=lightning_strategy(cfg.train),
         use_distributed_sampler=False,  # rsseg.data.shard: no padded validation, custom samplers shared
         max_time=dt.timedelta(minutes=cfg.train.max_minutes) if cfg.train.max_minutes else None,
         accelerator=accelerator,
