@@ -28,7 +28,9 @@ from rsseg.distributed import cpu_cores
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 #: 2 processes of batch 2 vs 1 process of batch 4, same epochs: the chip order differs, so
-#: the validation mIoU agrees only up to this (absolute) difference
+#: the validation mIoU agrees only up to this (absolute) difference. The tiny model hardly
+#: learns in 2 epochs (mIoU < 0.01): this catches a broken run; the slow demo test below
+#: compares models that learned
 MIOU_TOLERANCE = 0.05
 RSSEG = Path(sys.executable).parent / "rsseg"
 
@@ -244,8 +246,10 @@ def test_two_processes_match_one_of_the_same_global_batch(ddp_run, tiny_config_p
     shutil.rmtree(one.run_dir)
 
 
-#: the demo data, 5 epochs on 8 scenes (mIoU ~0.75): 2 x batch 4 against 1 x batch 8
-DEMO_MIOU_TOLERANCE = 0.05
+#: the demo data, 5 epochs on 8 scenes: 2 x batch 4 against 1 x batch 8. Measured best val mIoU
+#: 0.737 against 0.786: the order of chips differs, and batch-norm statistics come from each
+#: process's 4 chips (SyncBatchNorm does not run on CPUs)
+DEMO_MIOU_TOLERANCE = 0.08
 
 
 @pytest.mark.slow
