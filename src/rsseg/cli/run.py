@@ -25,6 +25,8 @@ def train(
 
     cfg = load_config(config, overrides or [])
     result = run_train(cfg, config_name=config.stem, resume=resume)
+    if result.global_rank:  # other DDP ranks: rank 0 reports
+        return
     console.print(f"run directory: {result.run_dir}")
     console.print(f"best checkpoint: {result.best_checkpoint} (val mIoU {result.best_val_miou})")
 
