@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader, RandomSampler, Sampler
 
+from rsseg.data.seeding import EpochSampler
 from rsseg.errors import RsSegError
 
 
@@ -37,9 +38,14 @@ class TrainShard(Sampler[int]):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        if isinstance(self.sampler, EpochSampler):
+            self.sampler.set_epoch(epoch)
 
-    def epoch_indices(self) -> list[int]:
+    def epoch_indices(self) -> list:
         """The whole epoch's draw, identical on every rank."""
+        if isinstance(self.sampler, EpochSampler):  # draws from (seed, epoch) itself: (index, seed) pairs
+            self.sampler.set_epoch(self.epoch)
+            return list(self.sampler)
         gen = torch.Generator()
         gen.manual_seed(self.seed * 100_003 + self.epoch)
         if self.sampler is None:
