@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 PIP    := PIP_FIND_LINKS= $(BIN)/python -m pip
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test venv clean bench-precision bench-models bench-ebb bench-retrieval bench-infer bench-ceiling
+.PHONY: demo test venv clean bench-precision bench-models bench-ebb bench-retrieval bench-infer bench-ceiling bench-plain bench-vectorize gpu-check bench-scenes
 
 venv: $(STAMP)
 
@@ -21,8 +21,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/rsseg demo --out demo-output
 
+# The suite in the machine's precision (RSSEG_PRECISION=32|bf16 forces `auto` for all of it),
+# then the `bf16` subset forced to bf16, so that both paths run on any CPU (README, Precision).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	RSSEG_PRECISION=bf16 $(BIN)/python -m pytest -q -m bf16
 
 bench-precision: $(STAMP)
 	$(BIN)/python benchmarks/precision.py
@@ -45,3 +48,15 @@ bench-ceiling: $(STAMP)
 
 clean:
 	rm -rf demo-output runs .pytest_cache
+
+bench-plain: $(STAMP)
+	$(BIN)/python benchmarks/plain_baseline.py $(ARGS)
+
+bench-vectorize: $(STAMP)
+	$(BIN)/python benchmarks/vectorize.py $(ARGS)
+
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py $(ARGS)
+
+bench-scenes: $(STAMP)
+	$(BIN)/python benchmarks/scenes.py $(ARGS)

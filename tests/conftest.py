@@ -25,6 +25,18 @@ output: {{dir: {runs}, name: tiny}}
 """
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """What ``precision: auto`` means in this run: numbers compared by tests depend on it."""
+    from rsseg.errors import RsSegError
+    from rsseg.runtime import PRECISION_ENV, use_bf16
+
+    try:
+        auto = "bf16" if use_bf16("auto", "cpu") else "32"
+    except RsSegError as exc:
+        return f"rsseg precision: {exc}"
+    return f"rsseg precision: auto = {auto} on CPU ({PRECISION_ENV}={os.environ.get(PRECISION_ENV) or 'unset'})"
+
+
 @pytest.fixture(scope="session")
 def tiny_config_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("tiny")

@@ -1,19 +1,13 @@
 """``benchmarks/ceiling.py``: the numbers behind the README's a/c ceiling are measured, not typed."""
 
-import importlib.util
-from pathlib import Path
-
 import torch
 from torch import nn
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ceiling.py"
+from tools import bench_module
 
 
 def _ceiling():
-    spec = importlib.util.spec_from_file_location("bench_ceiling", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("ceiling")
 
 
 def test_flops_per_pixel_counts_every_convolution(tiny_run):

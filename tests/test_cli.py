@@ -124,3 +124,14 @@ def test_cli_index_build_search_compare(tiny_run, tmp_path) -> None:
     result = runner.invoke(app, ["index", "compare", str(index), "--sample", "3"])
     assert result.exit_code == 0, result.output
     assert "backbone" in result.output
+
+
+def test_error_messages_print_square_brackets_as_written(tmp_path):
+    """Rich markup must not swallow ``[nan]`` or ``[bold]`` quoted in an error line."""
+    from typer.testing import CliRunner
+
+    from rsseg.cli import app
+
+    result = CliRunner().invoke(app, ["vectorize", str(tmp_path / "[nan].tif"), "--format", "[bold]"])
+    assert result.exit_code == 2
+    assert "[nan].tif" in result.output.replace("\n", ""), result.output

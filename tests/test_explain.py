@@ -43,11 +43,13 @@ def direct_logits(predictor, image: np.ndarray) -> np.ndarray:
     x = predictor.select_and_normalize(image)
     _, h, w = x.shape
     x = np.pad(x, ((0, 0), (m, predictor.window - h - m), (m, predictor.window - w - m)), mode="reflect")
-    with torch.no_grad():
+    bf16 = predictor.precision == "bf16"  # like with like: the predictor's precision on both sides
+    with torch.no_grad(), torch.autocast(predictor.device.type, dtype=torch.bfloat16, enabled=bf16):
         out = predictor.model(torch.from_numpy(np.ascontiguousarray(x))[None].to(predictor.device))
     return out[0, :, m : m + h, m : m + w].float().cpu().numpy()
 
 
+@pytest.mark.bf16
 def test_every_class_map_is_the_models_last_layer(tiny_run, scene, predictor, tmp_path):
     out = tmp_path / "act"
     result = explain_image(tiny_run.best_checkpoint, scene, out, progress=False)

@@ -28,7 +28,7 @@ def test_geotiff_outputs_keep_crs_transform_and_nodata(tmp_path):
     predictor = make_predictor(mean=(400.0, 440.0, 480.0), std=(200.0,) * 3)
     out_dir = tmp_path / "out" / "nested"
     paths = predict_file(predictor, src, out_dir)
-    assert set(paths) == {"classes", "color", "blend", "areas"}
+    assert set(paths) == {"classes", "color", "blend", "areas", "classes_qml", "item"}
     with rasterio.open(paths["classes"]) as ds:
         assert ds.crs == CRS.from_epsg(32633) and ds.transform == UTM_TRANSFORM
         assert ds.nodata == 255 and ds.count == 1 and ds.dtypes[0] == "uint8"
@@ -175,8 +175,8 @@ def test_overviews_take_the_most_frequent_class_and_skip_nodata(tmp_path):
     image[:, 100:101, 200:600] = 0  # a nodata row: its 2 x 2 blocks keep a class
     src = write_geotiff(tmp_path / "scene.tif", image, nodata=0)
     predictor = make_predictor(mean=(400.0, 440.0, 480.0), std=(200.0,) * 3)
-    paths = predict_file(predictor, src, tmp_path / "out", overviews=True, probabilities=True)
-    plain = predict_file(predictor, src, tmp_path / "plain")
+    paths = predict_file(predictor, src, tmp_path / "out", overviews=True, probabilities=True, cog=False)
+    plain = predict_file(predictor, src, tmp_path / "plain", cog=False)  # a COG has overviews
     with rasterio.open(paths["classes"]) as ds, rasterio.open(plain["classes"]) as ref:
         assert ds.overviews(1) == [2, 4] and ref.overviews(1) == []
         assert ds.tags(ns="rio_overview")["resampling"] == "mode"
@@ -188,3 +188,24 @@ def test_overviews_take_the_most_frequent_class_and_skip_nodata(tmp_path):
     assert (half != full[::2, ::2]).mean() > 0.05  # not a nearest-neighbour read
     with rasterio.open(paths["probabilities"]) as ds:
         assert ds.overviews(1) == [2, 4] and ds.tags(ns="rio_overview")["resampling"] == "average"
+
+
+def test_default_outputs_are_cogs_with_styles_and_a_stac_item_and_can_be_plain(tmp_path):
+    from rio_cogeo.cogeo import cog_validate
+
+    image = random_image(300, 280, dtype=np.uint16) * 4 + 1
+    src = write_geotiff(tmp_path / "scene.tif", image)
+    predictor = make_predictor(mean=(400.0, 440.0, 480.0), std=(200.0,) * 3)
+    paths = predict_file(predictor, src, tmp_path / "gis", confidence="max", vector="geojson")
+    for key in ("classes", "confidence"):
+        assert cog_validate(str(paths[key]), quiet=True)[0], key
+    assert {"classes_qml", "confidence_qml", "polygons", "polygons_qml", "item"} <= set(paths)
+    assert all(p.exists() for p in paths.values())
+    item = json.loads(paths["item"].read_text())
+    assert item["properties"]["rsseg:input"] == str(src.resolve())
+    assert {"classes", "confidence", "polygons", "areas"} <= set(item["assets"])
+    plain = predict_file(predictor, src, tmp_path / "plain", cog=False, stac=False)
+    assert "item" not in plain and not (tmp_path / "plain" / "scene_item.json").exists()
+    with rasterio.open(paths["classes"]) as a, rasterio.open(plain["classes"]) as b:
+        np.testing.assert_array_equal(a.read(1), b.read(1))  # the same map either way
+        assert a.colormap(1) == b.colormap(1) and a.tags()["classes"] == b.tags()["classes"]

@@ -55,7 +55,7 @@ def test_dask_local_cluster_is_byte_identical(trained, scenes, tmp_path):
     assert [r.ok for r in multi] == [True, True, False]
     assert "broken.tif" in multi[2].error and "not a readable image" in multi[2].error
     for one, many in zip(single, multi, strict=False):
-        assert set(one) == set(many) == {"classes", "color", "blend", "areas", "probabilities"}
+        assert set(one) == set(many) == {"classes", "color", "blend", "areas", "probabilities", "classes_qml", "item"}
         for key in one:
             assert one[key].name == many[key].name
             assert one[key].read_bytes() == many[key].read_bytes(), key
@@ -124,3 +124,13 @@ def test_onnx_model_predicts_without_importing_torch(trained, scenes, tmp_path):
                          fast_tile=256, tta=True, probabilities=True)
     for one in here:
         _same_files(one, {k: tmp_path / "no-torch" / p.name for k, p in one.items()})
+
+
+def test_a_rerun_on_dask_skips_the_scenes_finished_before_a_kill(trained, scenes, tmp_path):
+    out = tmp_path / "out"
+    predict_files(trained, [scenes[0]], out, show_progress=False)  # what a killed run had finished
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    results = predict_files(trained, scenes, out, workers=2, threads=1, skip_existing=True, show_progress=False)
+    assert [r.skipped for r in results] == [True, False] and all(r.ok for r in results)
+    assert {n: (out / n).stat().st_mtime_ns for n in before} == before  # not recomputed
+    assert (out / "scene1_classes.tif").exists()

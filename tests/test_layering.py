@@ -17,15 +17,15 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "rsseg"
 LAYERS: list[tuple[str, ...]] = [
     ("cli",),
     ("experiment", "demo"),
-    ("ssl", "retrieval", "explain"),
-    ("training", "evaluate"),
+    ("ssl", "retrieval", "explain", "viewer"),
+    ("training", "evaluate", "calibration", "distributed"),
     ("report",),
     ("infer",),
     ("trained",),  # a trained model at inference time: checkpoint, Predictor, ONNX
-    ("data", "models", "metrics", "plots"),
+    ("data", "models", "metrics", "plots", "gis"),
     ("config",),
     ("runtime", "allocator", "classes"),
-    ("io",),
+    ("io", "safe_load"),
     ("",),  # rsseg/__init__.py: the version
     ("errors",),
 ]

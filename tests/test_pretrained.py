@@ -142,7 +142,7 @@ def test_misfit_file_names_missing_unexpected_and_mismatched(tmp_path):
     with pytest.raises(RsSegError, match=r"shape mismatches \(layer2\.0\.conv1\.weight \(weights 5x64x3x3, model 128x64x3x3\)"):
         build_model(smp_unet("resnet18", str(tmp_path / "bad.pth")), 3, 2)
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(RsSegError, match="cannot read weights file"):
+    with pytest.raises(RsSegError, match="junk.pth is not a readable weights file"):
         build_model(smp_unet("resnet18", str(tmp_path / "junk.pth")), 3, 2)
 
 

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tools import chromium
 
 from rsseg.errors import RsSegError
 from rsseg.report import write_comparison, write_report
 
 
 def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("chromium is missing in CI (.ci/run installs Debian's chromium)")
-        pytest.skip("chromium not installed")
-    return found
+    return chromium()
 
 
 def _rendered_dom(page: Path, tmp_path: Path) -> str:

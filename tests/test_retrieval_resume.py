@@ -195,6 +195,7 @@ def test_wrong_band_count_names_the_file(tiny_run, fast_ckpt, tmp_path):
         search_index(index, tmp_path / "junk.tif", by="emd")
 
 
+@pytest.mark.bf16
 def test_backbone_embeddings_of_an_smp_unet_resnet18(tiny_run, tmp_path):
     from rsseg.trained.checkpoint import load_predictor
     from rsseg.infer import read_image
@@ -212,6 +213,7 @@ def test_backbone_embeddings_of_an_smp_unet_resnet18(tiny_run, tmp_path):
     encoder = encoder_of(predictor.model)
     assert type(encoder).__name__ == "ResNetEncoder"
     chip = read_image(scenes[0])[0][:, 64:128, 0:64]
+    assert predictor.precision == "32"  # index embeddings are fp32 whatever `auto` means here
     with torch.inference_mode():
         feats = encoder(torch.from_numpy(predictor.select_and_normalize(chip))[None])[-1]
     assert feats.shape[1] == 512
@@ -226,3 +228,34 @@ def test_backbone_embeddings_of_an_smp_unet_resnet18(tiny_run, tmp_path):
     res = search_index(index, crop, k=3, by="backbone:l2", checkpoint=ckpt)
     assert res[0]["tile_id"] == "a:64:0" and res[0]["distance"] == pytest.approx(0, abs=1e-4)
     assert json.loads((index.path / "index.json").read_text())["checkpoint"] == str(ckpt.resolve())
+
+
+def test_workers_build_the_same_index_and_finish_a_partial_build(tiny_run, fast_ckpt, tmp_path, monkeypatch):
+    """``workers=2`` (a local Dask cluster) gives the index a single process gives, and a rerun
+    after a kill sends only the scenes not yet staged to the workers."""
+    scenes = _copy_scenes(tiny_run, tmp_path / "scenes")
+    ref = build_index(fast_ckpt, scenes, tile=TILE, out=tmp_path / "ref", embeddings=("backbone",), progress=False)
+    real_predict, calls = build_mod.predict_scene, []
+
+    def killed_at_second(predictor, image, nodata):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_predict(predictor, image, nodata)
+
+    out = tmp_path / "idx"
+    with monkeypatch.context() as m:
+        m.setattr(build_mod, "predict_scene", killed_at_second)
+        with pytest.raises(KeyboardInterrupt):
+            build_index(fast_ckpt, scenes, tile=TILE, out=out, embeddings=("backbone",), progress=False)
+    real_dask, sent = build_mod._index_on_dask, []
+
+    def spy(spec, todo, workers, advance):
+        sent.extend(sid for _, sid, _, _ in todo)
+        return real_dask(spec, todo, workers, advance)
+
+    monkeypatch.setattr(build_mod, "_index_on_dask", spy)
+    index = build_index(fast_ckpt, scenes, tile=TILE, out=out, embeddings=("backbone",), progress=False, workers=2)
+    assert sent == ["b", "c"]  # scene a was staged before the kill
+    _assert_same_index(index, ref)
+    assert not staging_dir(out).exists()

@@ -15,6 +15,7 @@ from rsseg.evaluate import evaluate
 from rsseg.training.train import train
 
 
+@pytest.mark.bf16
 def test_one_epoch_training_writes_run_directory(tiny_run):
     run = tiny_run.run_dir
     assert (run / "config.yaml").exists()
@@ -36,6 +37,7 @@ def test_checkpoint_carries_everything_needed_to_predict(tiny_run):
     assert predictor.window == 256 and predictor.keep == 224
 
 
+@pytest.mark.bf16
 def test_training_is_deterministic(tiny_config_path, tiny_run, tmp_path):
     cfg = load_config(tiny_config_path, [f"output.dir={tmp_path}", "output.name=again"])
     again = train(cfg, progress=False)

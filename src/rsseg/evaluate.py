@@ -25,7 +25,8 @@ from rsseg.config import Config
 from rsseg.data.datasets.tables import metric_classes
 from rsseg.data.sources import get_source
 from rsseg.errors import RsSegError
-from rsseg.infer import border_corrected_predict, count_windows, read_image
+from rsseg.calibration import ReliabilityBins
+from rsseg.infer import count_windows, read_image
 from rsseg.io import ensure_writable_dir
 from rsseg.metrics import ConfusionMatrix, compute_metrics, save_metrics
 from rsseg.plots import plot_confusion_matrix
@@ -75,6 +76,7 @@ def evaluate(
     _check_bands(predictor, scenes, checkpoint)  # before any scene is predicted
 
     confusion = ConfusionMatrix(classes.num_classes)
+    reliability = ReliabilityBins()
     start = time.perf_counter()
     pixels = 0
     with Progress(
@@ -84,16 +86,17 @@ def evaluate(
         for scene in scenes:
             image, _ = read_image(scene.image)
             task = bar.add_task(scene.image.name, total=count_windows(*image.shape[1:], predictor.keep))
-            pred = border_corrected_predict(
-                predictor, image, progress=lambda done, t=task: bar.update(t, completed=done)
-            )
-            mask = _read_mask(source, scene, pred.shape)
-            confusion.update(pred, mask)
+            mask = _read_mask(source, scene, image.shape[1:])
+            _predict_rows(predictor, image, mask, confusion, reliability,
+                          progress=lambda done, t=task: bar.update(t, completed=done))
             pixels += int(mask.size)
     seconds = time.perf_counter() - start
 
     metrics = compute_metrics(confusion.matrix, classes)
+    metrics["calibration"] = reliability.to_dict()
+    metrics["ece"], metrics["mce"] = metrics["calibration"]["ece"], metrics["calibration"]["mce"]
     metrics_path = save_metrics(metrics, out_dir / "metrics.json")
+    _write_reliability(metrics["calibration"], out_dir / "reliability.png")
     png = plot_confusion_matrix(
         confusion.matrix, classes, out_dir / "confusion_matrix.png",
         title=f"{split}: mIoU {metrics['miou']:.3f}" if metrics["miou"] is not None else split,
@@ -102,6 +105,39 @@ def evaluate(
         record_timing(run_dir_of(checkpoint), **{f"evaluate {split}": seconds})
         try_write_report(run_dir_of(checkpoint))
     return EvalResult(metrics, out_dir, metrics_path, png, seconds, pixels)
+
+
+def _predict_rows(predictor, image: np.ndarray, mask: np.ndarray, confusion: ConfusionMatrix,
+                  reliability: ReliabilityBins, progress) -> None:
+    """Predict a scene as ``border_corrected_predict`` does, counting its rows as they come:
+    the confusion matrix and the reliability bins of the max probability (streamed)."""
+    from rsseg.infer import PredictOptions
+    from rsseg.infer.engine import check_bands
+    from rsseg.infer.reader import ArraySource
+    from rsseg.infer.stream import run_grid
+
+    options = PredictOptions(mode="reference", confidence="max")
+    options.check(predictor)
+    p = options.configure(predictor)
+    check_bands(p, image.shape[0])
+    grid = options.grid(p, *image.shape[1:])
+    k = predictor.classes.num_classes
+
+    def count(y0, y1, classes, extras) -> None:
+        confusion.update(classes, mask[y0:y1])
+        reliability.add_rows(extras["confidence"], classes, mask[y0:y1], k)
+
+    run_grid(p, ArraySource(image), grid, lambda *_: None, options=options, progress=progress,
+             on_extras=count, scaled=False)
+
+
+def _write_reliability(calibration: dict, path: Path) -> None:
+    """The reliability diagram PNG beside metrics.json (shown in the run report)."""
+    from rsseg.io import atomic_path
+    from rsseg.report.figures import reliability_png
+
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(reliability_png(calibration))
 
 
 def _check_bands(predictor, scenes, checkpoint: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from rsseg import __version__
 from rsseg.errors import RsSegError
@@ -44,7 +45,8 @@ def _guard(fn: F) -> F:
         except RsSegError as exc:
             if _state["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            # escaped: a message quoting e.g. [nan] or [1, 2] must print as written
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True)
             raise typer.Exit(code=2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]; checkpoints written so far are kept")
@@ -86,7 +88,7 @@ def main() -> None:
 
 
 # the command modules register their commands on ``app`` when imported (after it exists)
-from rsseg.cli import data, explain, index, models, run, ssl  # noqa: F401
+from rsseg.cli import data, explain, gis, index, models, run, ssl  # noqa: F401
 
 if __name__ == "__main__":
     main()

@@ -41,6 +41,7 @@ def index_build(
         str | None, typer.Option(help="EMD order of the evaluated classes, comma-separated (default: table).")
     ] = None,
     min_mass: Annotated[float, typer.Option(help="Least share of a chip's pixels in evaluated classes.")] = 0.5,
+    workers: Annotated[int, typer.Option(help="Index scenes on a local Dask cluster of N processes.")] = 0,
 ) -> None:
     """Predict scenes, cut chips and store their signatures (and embeddings) in an index."""
     from rsseg.retrieval import ViTSpec, build_index
@@ -48,7 +49,7 @@ def index_build(
     embeddings = [*(embed or []), *(ViTSpec.parse(v, vit_pool) for v in vit or [])]
     order = [c.strip() for c in class_order.split(",")] if class_order else None
     index = build_index(checkpoint, scenes, tile=tile, out=out, embeddings=embeddings, stride=stride,
-                        masks=mask, class_order=order, min_mass=min_mass)
+                        masks=mask, class_order=order, min_mass=min_mass, workers=workers)
     names = ", ".join(index.embedding_names) or "none"
     console.print(f"index: {index.path} ({index.count} tiles; embeddings: {names})")
 

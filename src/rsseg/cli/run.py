@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from rsseg.cli import SetOption, _guard, app, console
-from rsseg.errors import RsSegError
 
 
 @app.command()
@@ -26,6 +25,8 @@ def train(
 
     cfg = load_config(config, overrides or [])
     result = run_train(cfg, config_name=config.stem, resume=resume)
+    if result.global_rank:  # other DDP ranks: rank 0 reports
+        return
     console.print(f"run directory: {result.run_dir}")
     console.print(f"best checkpoint: {result.best_checkpoint} (val mIoU {result.best_val_miou})")
 
@@ -41,17 +42,36 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(help="Output folder (default: RUN/eval-SPLIT).")] = None,
     overrides: SetOption = None,
 ) -> None:
-    """Evaluate a checkpoint on whole scenes: metrics.json and a confusion-matrix PNG."""
-    from rsseg.config import load_config
+    """Evaluate a checkpoint on whole scenes: metrics.json and a confusion-matrix PNG.
+
+    --set overrides the --config file, or else the checkpoint's own config (never the defaults)."""
+    from rsseg.checkpoint import checkpoint_config
     from rsseg.evaluate import evaluate as run_evaluate
     from rsseg.metrics import format_metrics_table
 
-    cfg = load_config(config, overrides or []) if config or overrides else None
-    if cfg is None and overrides:
-        raise RsSegError("--set needs --config")
+    cfg = checkpoint_config(checkpoint, overrides or [], config) if config or overrides else None
     result = run_evaluate(checkpoint, config=cfg, split=split, out=out)
     console.print(format_metrics_table(result.metrics, title=f"{split} split"))
     console.print(f"metrics: {result.metrics_path}\nconfusion matrix: {result.confusion_png}")
+
+
+@app.command()
+@_guard
+def calibrate(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.ckpt) to calibrate.")],
+    split: Annotated[str, typer.Option(help="Split to fit the temperature on.")] = "val",
+    out: Annotated[Path | None, typer.Option(help="Checkpoint to write (default: <stem>-calibrated.ckpt).")] = None,
+    in_place: Annotated[bool, typer.Option("--in-place", help="Replace CHECKPOINT (atomically).")] = False,
+) -> None:
+    """Fit a softmax temperature on a split (probabilities only; class maps unchanged)."""
+    from rsseg.calibration import calibrate as run_calibrate
+
+    if in_place and out is not None:
+        raise RsSegError("--in-place and --out exclude each other")
+    r = run_calibrate(checkpoint, split=split, out=out, in_place=in_place)
+    console.print(f"temperature {r.temperature:.4f} on {r.pixels} {split} pixels: "
+                  f"ECE {r.ece_before:.4f} -> {r.ece_after:.4f}")
+    console.print(f"calibrated checkpoint: {r.checkpoint}")
 
 
 @app.command()
@@ -87,13 +107,43 @@ def predict(
     overviews: Annotated[
         bool, typer.Option("--overviews", help="Internal overviews in the GeoTIFFs (class map: mode), for GIS.")
     ] = False,
+    precision: Annotated[
+        str | None, typer.Option(help="32 (checkpoint default: same map on any machine), bf16 (faster), auto.")
+    ] = None,
+    confidence: Annotated[
+        str | None, typer.Option(help="Also write <name>_confidence.tif: max, margin or entropy (254 = sure).")
+    ] = None,
+    disagreement: Annotated[
+        bool, typer.Option("--disagreement", help="With --tta: <name>_disagreement.tif, share of D4 views differing.")
+    ] = False,
+    cog: Annotated[bool, typer.Option("--cog/--no-cog", help="Cloud-Optimized GeoTIFF rasters.")] = True,
+    vector: Annotated[
+        str | None, typer.Option(help="Also write <name>_polygons: gpkg (GeoPackage), parquet or geojson.")
+    ] = None,
+    simplify: Annotated[
+        float | None, typer.Option(help="With --vector: simplify edges (map units), shared edges kept shared.")
+    ] = None,
+    min_area: Annotated[
+        float | None, typer.Option(help="With --vector: merge regions under this area (m²) into a neighbour.")
+    ] = None,
+    stac: Annotated[bool, typer.Option("--stac/--no-stac", help="A STAC Item per scene (<name>_item.json).")] = True,
+    bands: Annotated[
+        str | None, typer.Option(help="STAC inputs: bands by asset key, name or common name, e.g. red,green,blue.")
+    ] = None,
 ) -> None:
-    """Predict whole scenes, streamed: class GeoTIFF, colour and blend PNGs, class areas (JSON)."""
+    """Predict whole scenes, streamed: class COG, colour and blend PNGs, class areas (JSON), QGIS
+    styles, a STAC Item; optionally probabilities, confidence and polygons. Inputs may be local
+    STAC Items or catalogues."""
+    from rsseg.gis.stac_input import expand_inputs
     from rsseg.infer import PredictOptions, ScenesFailed, predict_files
 
     options = PredictOptions(mode=mode, window=window, keep=keep, fast_tile=fast_tile, batch_size=batch_size,
                              blend=blend, tta=tta, probabilities=probabilities, skip_existing=skip_existing,
-                             low_memory=low_memory, overviews=overviews)
+                             low_memory=low_memory, overviews=overviews, precision=precision,
+                             confidence=confidence, disagreement=disagreement, cog=cog, vector=vector,
+                             simplify=simplify, min_area=min_area, stac=stac)
+    wanted = [b.strip() for b in bands.split(",") if b.strip()] if bands else None
+    inputs = expand_inputs(inputs, wanted, out)
     results = predict_files(checkpoint, inputs, out, options=options, workers=workers, scheduler=scheduler,
                             threads=threads, engine=engine, raise_on_error=False)
     for r in results:

@@ -11,6 +11,10 @@ config, so a run can be resumed or evaluated from anywhere.
 
 from __future__ import annotations
 
+import copy
+import json
+import logging
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +47,8 @@ from rsseg.config.training import (
 )
 from rsseg.errors import RsSegError
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "Config",
     "DataConfig",
@@ -67,6 +73,7 @@ __all__ = [
     "UNetConfig",
     "UNetSmallConfig",
     "load_config",
+    "override_config",
     "validate_config",
 ]
 
@@ -124,6 +131,13 @@ def load_config(path: Path | str | None, overrides: list[str] | tuple[str, ...] 
     raw: dict[str, Any] = {}
     if path is not None:
         raw = _read_yaml(Path(path))
+    return override_config(raw, overrides, source)
+
+
+def override_config(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = (),
+                    source: str = "<config>") -> Config:
+    """``overrides`` applied on a copy of ``raw`` (e.g. a checkpoint's saved config), validated."""
+    raw = copy.deepcopy(raw)
     for item in overrides:
         _apply_override(raw, item)
     return validate_config(raw, source)
@@ -146,7 +160,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise RsSegError(f"{path} is not valid YAML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RsSegError(f"cannot read config file {path}: {exc}") from None
-    if data is None:
+    if data is None:  # an empty or comments-only file: likely the wrong file, but valid
+        log.warning("%s is empty: every setting is the default", path)
         return {}
     if not isinstance(data, dict):
         raise RsSegError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
@@ -160,8 +175,11 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
         raise RsSegError(f"override {item!r} must look like key.path=value")
     try:
         value = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RsSegError(f"override {item!r}: value is not valid YAML: {exc}") from None
+    except yaml.YAMLError as exc:  # e.g. *.png (an alias), an unbalanced { or [
+        why = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        quoted = shlex.quote(f"{key}={json.dumps(text.strip())}")
+        raise RsSegError(f"--set {key}: the value {text!r} is not valid YAML ({why}); "
+                         f"quote it as a string: --set {quoted}") from None
     node = raw
     parts = key.split(".")
     for i, part in enumerate(parts[:-1]):

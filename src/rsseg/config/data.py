@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Literal
@@ -18,6 +19,16 @@ DATASET_NAMES = (
 )
 
 Color = tuple[int, int, int]
+NonFinite = Literal["nan", "inf", "-inf"]  # float image pixels that are no data (YAML .nan, .inf too)
+
+
+def _non_finite(value: object) -> str | None:
+    """``.nan`` / ``"NaN"`` -> ``"nan"``, ``.inf`` -> ``"inf"``, ``-.inf`` -> ``"-inf"``; else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    text = value.strip().lower().removeprefix("+") if isinstance(value, str) else ""
+    names = {"nan": "nan", ".nan": "nan", "inf": "inf", ".inf": "inf", "-inf": "-inf", "-.inf": "-inf"}
+    return names.get(text)
 
 
 def parse_color(value: object) -> Color:
@@ -214,9 +225,10 @@ class DataConfig(Section):
     mask_encoding: Literal["index", "color"] = Field(
         "index", description="Folder/multispectral masks hold class values (index) or RGB colours (color)."
     )
-    nodata_values: list[int | Color] = Field(
+    nodata_values: list[int | Color | NonFinite] = Field(
         default_factory=list,
-        description="Mask values or colours meaning 'no label' (255 always means no label in index masks).",
+        description="Mask values or colours meaning 'no label' (255 always means no label in index masks); "
+        "nan, inf, -inf: such float image pixels are no data (read as 0, unlabelled) instead of an error.",
     )
     unknown_colors: Literal["error", "ignore"] = Field(
         "error", description="A mask value/colour outside the class table: error, or treat as no label."
@@ -291,7 +303,8 @@ class DataConfig(Section):
     def _nodata(cls, value: object) -> object:
         if not isinstance(value, list):
             return value
-        return [v if isinstance(v, int) and not isinstance(v, bool) else parse_color(v) for v in value]
+        return [v if isinstance(v, int) and not isinstance(v, bool) else _non_finite(v) or parse_color(v)
+                for v in value]
 
     @field_validator("classes_file", "exclude", "cache_dir", "subset")
     @classmethod

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from rsseg.config.base import Section
 
@@ -25,6 +26,17 @@ class InferConfig(Section):
         description="Windows per forward pass; null = auto (`rsseg.runtime.inference_batch_size`): "
         "1 on a CPU, where small forward passes stay in cache, 8 on a GPU.",
     )
+    precision: Literal["32", "bf16", "auto"] = Field(
+        "32",
+        description="Arithmetic of predict/evaluate/explain/index: 32 = maps that do not depend on the "
+        "machine; bf16 = faster where native, some pixels change; auto = as `train.precision: auto`.",
+    )
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_from_yaml(cls, value: Any) -> Any:
+        """YAML reads ``precision: 32`` as a number: take it as the string it means."""
+        return "32" if isinstance(value, int) and not isinstance(value, bool) and value == 32 else value
 
     @model_validator(mode="after")
     def _window_keep(self) -> InferConfig:

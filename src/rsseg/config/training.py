@@ -114,7 +114,17 @@ class TrainConfig(Section):
         "auto", description="channels_last memory format; auto = on for CPUs and with bf16."
     )
     accelerator: str = Field("auto", description="Lightning accelerator: auto, cpu, gpu.")
-    devices: int | str = Field("auto", description="Lightning devices (number or 'auto').")
+    devices: int | str = Field(
+        "auto",
+        description="Processes per node (Lightning devices): a number, 'auto', or GPU ids as '0,1'. "
+        "data.batch_size is per process: the global batch is batch_size x devices x num_nodes.",
+    )
+    num_nodes: int = Field(1, ge=1, description="Machines of a multi-node run (SLURM: --nodes).")
+    strategy: str = Field(
+        "auto",
+        description="Lightning strategy: auto (ddp for several devices), ddp, ddp_spawn, ...; checked "
+        "against Lightning's registry before any work.",
+    )
     threads: int | None = Field(None, ge=1, description="torch CPU threads; null = library default.")
     limit_train_batches: int | float | None = Field(
         None, description="Batches per epoch (int) or fraction (float); null = all."
@@ -140,7 +150,12 @@ class TrainConfig(Section):
             raise ValueError("freeze_encoder takes true, false or a number of epochs >= 0")
         return value
 
-
+    @field_validator("devices")
+    @classmethod
+    def _devices_positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1 and value != -1:
+            raise ValueError("devices takes a number >= 1, -1 (all), 'auto' or GPU ids such as '0,1'")
+        return value
 
     @field_validator("precision", mode="before")
     @classmethod

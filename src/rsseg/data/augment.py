@@ -22,8 +22,9 @@ in the image and ``IGNORE_INDEX`` in the mask), then D4. D4 is a numpy rot90/fli
 
 Randomness: albumentations 2 keeps its own generators, unaffected by global seeds, and a
 copy forked into each DataLoader worker would repeat the same stream. So every call reseeds
-them from one draw of torch's global generator, which ``L.seed_everything(seed)`` seeds and
-PyTorch's DataLoader re-seeds differently in every worker: a fixed seed gives identical chips.
+them from one draw of torch's global generator, which training seeds for every chip from
+(seed, epoch, position) (``rsseg.data.seeding``): a fixed seed gives identical chips, in any
+worker and after a resume.
 """
 
 from __future__ import annotations

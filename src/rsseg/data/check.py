@@ -3,7 +3,7 @@
 The training index (``rsseg.data.index``) stops at the first bad file and reads images
 decimated. A check goes on past bad files and decodes every pixel of every image and mask,
 since truncation only shows when decoding; GDAL reads a cut-off PNG as zeros without a word,
-so PNG/GIF/BMP/WebP files are also checked by Pillow. Problems per scene:
+so files are also checked by ``rsseg.data.integrity`` (as the index does). Problems per scene:
 
 - errors (listed for exclusion): missing_mask, unreadable, truncated, size_mismatch,
   unknown_values, bad_mask, empty_image (all black or all nodata, yet labelled pixels), nan
@@ -12,7 +12,9 @@ so PNG/GIF/BMP/WebP files are also checked by Pillow. Problems per scene:
   values, e.g. Dubai's black borders), black_pixels (at least 1 % of an image black in every
   band), unlabelled (no counted class pixel at all), unknown values under
   ``unknown_colors: ignore``, empty images without labels, band counts that differ while
-  ``data.bands`` is still satisfied.
+  ``data.bands`` is still satisfied, NaN/inf that ``data.nodata_values`` or the file's nodata covers.
+
+``data.bands`` is checked against every scene, so a band no image has is an error in each.
 
 Per-scene records (band sums, min/max, nodata, decoded class counts) are cached in the
 dataset's cache folder keyed like the scene index, so ``rsseg data stats`` reuses them; a
@@ -22,7 +24,6 @@ check itself always reads again.
 from __future__ import annotations
 
 import json
-import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,19 +35,15 @@ from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.config import DataConfig
 from rsseg.data.cache import Cache, digest
 from rsseg.data.codecs import ColorCodec, MaskCodec, rgb_key
-from rsseg.data.index import scene_key
-from rsseg.data.rasters import (
-    WHOLE_FILE_DRIVERS,
-    RasterInfo,
-    RasterReader,
-    chunk_windows,
-)
+from rsseg.data.index import nonfinite_problem, scene_key
+from rsseg.data.integrity import verify_decode
+from rsseg.data.rasters import RasterInfo, RasterReader, chunk_windows
 from rsseg.errors import RsSegError
 from rsseg.io import atomic_write_text
 
 ERROR, NOTE = "error", "note"
 RECORDS = "pixels.json"
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: NaN/+inf/-inf counted apart ("nonfinite")
 SHOWN_VALUES = 8  # raw values named per no-label / unknown note
 BLACK_NOTE = 0.01  # share of image pixels black in every band worth a note (nodata fill?)
 
@@ -135,6 +132,7 @@ def _image_stats(path: Path, info: RasterInfo, reader: RasterReader) -> dict:
     acc.update(min=np.full(c, np.inf), max=np.full(c, -np.inf))
     cnt = {k: np.zeros(c, dtype=np.int64) for k in ("nan", "nodata", "zero")}
     n = black = 0
+    nonfinite = {"nan": 0, "inf": 0, "-inf": 0}
     nodata = info.nodata if info.nodata is not None and np.isfinite(info.nodata) else None
     for window in [None] if info.whole_file else chunk_windows(info.height, info.width):
         flat = reader.read(path, window).reshape(c, -1)
@@ -145,6 +143,10 @@ def _image_stats(path: Path, info: RasterInfo, reader: RasterReader) -> dict:
         valid = np.isfinite(flat) if np.issubdtype(flat.dtype, np.floating) else None
         if valid is not None:
             cnt["nan"] += (~valid).sum(1)
+            if not valid.all():
+                nonfinite["nan"] += int(np.isnan(flat).sum())
+                nonfinite["inf"] += int(np.isposinf(flat).sum())
+                nonfinite["-inf"] += int(np.isneginf(flat).sum())
         if nodata is not None:
             hit = flat == nodata
             cnt["nodata"] += hit.sum(1)
@@ -152,28 +154,7 @@ def _image_stats(path: Path, info: RasterInfo, reader: RasterReader) -> dict:
         for b in range(c):
             _band_values(flat[b] if valid is None else flat[b][valid[b]], acc, b)
     out = {k: [None if not np.isfinite(v) else float(v) for v in a] for k, a in acc.items()}
-    return {**out, **{k: a.tolist() for k, a in cnt.items()}, "n": n, "black": black}
-
-
-def _verify_decode(path: Path, info: RasterInfo) -> None:
-    """Pillow checks what GDAL lets pass: it reads a cut-off PNG as zeros without a word.
-
-    PNG: every chunk and its CRC up to IEND (no pixel decoding); GIF/BMP/WebP: a full
-    decode. GDAL itself fails on truncated JPEGs and GeoTIFFs.
-    """
-    if info.driver not in WHOLE_FILE_DRIVERS or info.driver == "JPEG":
-        return
-    from PIL import Image, UnidentifiedImageError
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            with Image.open(path) as image:
-                image.verify() if info.driver == "PNG" else image.load()
-        except (UnidentifiedImageError, Image.DecompressionBombError):
-            return  # a file Pillow does not know (or refuses to open): GDAL's reading stands
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise RsSegError(f"{path}: cannot decode (truncated or corrupt?): {exc}") from None
+    return {**out, **{k: a.tolist() for k, a in cnt.items()}, "n": n, "black": black, "nonfinite": nonfinite}
 
 
 def _raw_keys(raw: np.ndarray, info: RasterInfo, codec: MaskCodec) -> np.ndarray | None:
@@ -226,11 +207,10 @@ def read_scene(scene, codec: MaskCodec, reader: RasterReader) -> dict:
         info = None
     if info is not None:
         rec.update(height=info.height, width=info.width, count=info.count, dtype=info.dtype, nodata=info.nodata)
-        try:
+        try:  # a truncated file first: its stats would be of GDAL's stand-in rows
+            verify_decode(Path(scene.image), info)
             rec["bands"] = _image_stats(scene.image, info, reader)
-            _verify_decode(Path(scene.image), info)
         except RsSegError as exc:
-            rec.pop("bands", None)
             rec["problems"].append(["truncated", str(scene.image), str(exc)])
     if scene.mask is None:
         return rec
@@ -243,11 +223,10 @@ def read_scene(scene, codec: MaskCodec, reader: RasterReader) -> dict:
         size = f"mask is {minfo.width}x{minfo.height} but image {scene.image} is {info.width}x{info.height}"
         rec["problems"].append(["size_mismatch", str(scene.mask), size])
     try:
+        verify_decode(Path(scene.mask), minfo)
         rec.update(_mask_stats(Path(scene.mask), minfo, codec, reader))
-        _verify_decode(Path(scene.mask), minfo)
     except RsSegError as exc:
         kind = "truncated" if "truncated" in str(exc) else "bad_mask"
-        rec.pop("counts", None)
         rec["problems"].append([kind, str(scene.mask), str(exc)])
     return rec
 
@@ -291,7 +270,7 @@ def labelled_pixels(rec: dict, classes: ClassTable) -> int:
     return sum(n for v, n in rec.get("counts", {}).items() if int(v) in classes.evaluated)
 
 
-def _scene_problems(rec: dict, classes: ClassTable, codec: MaskCodec) -> list[Problem]:
+def _scene_problems(rec: dict, classes: ClassTable, codec: MaskCodec, covered: list[str]) -> list[Problem]:
     sid, image = rec["id"], rec["image"]
     out = [Problem(sid, kind, path, detail) for kind, path, detail in rec["problems"]]
     if rec.get("unknown_px"):
@@ -307,7 +286,16 @@ def _scene_problems(rec: dict, classes: ClassTable, codec: MaskCodec) -> list[Pr
         n = bands["n"]
         bad = sum(bands["nan"])
         if bad:
-            out.append(Problem(sid, "nan", image, f"{bad} NaN/infinite values ({bad / (n * len(bands['nan'])):.2%})"))
+            detail = f"{bad} NaN/infinite values ({bad / (n * len(bands['nan'])):.2%})"
+            file_nodata = rec.get("nodata")
+            declared = str(file_nodata) if isinstance(file_nodata, float) and not np.isfinite(file_nodata) else None
+            found = {"image": image, "nonfinite": bands["nonfinite"], "nodata": declared}
+            uncovered = nonfinite_problem(found, covered)
+            if uncovered:  # the hint after "; ": fix the file or set data.nodata_values
+                out.append(Problem(sid, "nan", image, detail + "; " + uncovered.split("; ", 1)[-1]))
+            else:
+                detail += " (no data: data.nodata_values or the file's nodata)"
+                out.append(Problem(sid, "nan", image, detail, NOTE))
         black = bands["black"] == n
         nodata = all(a + b == n for a, b in zip(bands["nodata"], bands["nan"], strict=True))
         if not black and bands["black"] >= BLACK_NOTE * n:
@@ -331,16 +319,29 @@ def _scene_problems(rec: dict, classes: ClassTable, codec: MaskCodec) -> list[Pr
     return out
 
 
+def missing_bands(count: int, bands: list[int] | None) -> str | None:
+    """"4 bands; data.bands asks for band 7 ([1, 2, 3, 7])" when ``bands`` reaches past ``count``."""
+    missing = [b for b in bands or [] if b > count]
+    if not missing:
+        return None
+    return (f"{count} bands; data.bands asks for band{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(map(str, missing))} ({bands})")
+
+
 def _band_problems(records: list[dict], bands: list[int] | None) -> tuple[list[Problem], Counter]:
+    """Every scene is checked against ``data.bands`` (a band no image has is an error everywhere)."""
     counts = Counter(r["count"] for r in records if "count" in r)
     usual = counts.most_common(1)[0][0] if counts else 0
     out = []
     for r in records:
         n = r.get("count")
-        if n is None or n == usual:
+        if n is None:
             continue
-        if bands and max(bands) > n:
-            out.append(Problem(r["id"], "band_count", r["image"], f"{n} bands; data.bands asks for {bands}"))
+        gap = missing_bands(n, bands)
+        if gap:
+            out.append(Problem(r["id"], "band_count", r["image"], gap))
+        elif n == usual:
+            continue
         elif bands:
             out.append(Problem(r["id"], "band_count", r["image"], f"{n} bands (most scenes: {usual})", NOTE))
         else:
@@ -365,8 +366,9 @@ def check_data(cfg: DataConfig, *, progress: bool = False) -> CheckReport:
         report.problems.append(Problem("", kind, skipped.path, skipped.problem + hint))
     records = pixel_records(everything, scenes, force=True, progress=progress, description="checking")
     classes, codec = everything.classes(), everything.codec
+    covered = [v for v in cfg.nodata_values if isinstance(v, str)]  # nan/inf of float images
     for rec in records:
-        report.problems.extend(_scene_problems(rec, classes, codec))
+        report.problems.extend(_scene_problems(rec, classes, codec, covered))
     band_problems, report.band_counts = _band_problems(records, everything.band_indices())
     report.problems.extend(band_problems)
     order = {s: i for i, s in enumerate(report.scenes)}

@@ -1,9 +1,12 @@
 """The scene index: one pass over every image/mask pair, cached, before any chip is read.
 
 Scanning a scene checks that both files open and decode (a truncated file fails here, not in
-the middle of an epoch), that their sizes agree, and that every mask pixel decodes to a class
-or no label. It also records what training needs later without touching the pixels again: the
-exact class pixel counts (class weights) and per-band sums over a decimated read (mean/std).
+the middle of an epoch; ``rsseg.data.integrity`` catches the PNGs GDAL reads as zeros), that
+their sizes agree, and that every mask pixel decodes to a class or no label. It also records
+what training needs later without touching the pixels again: the exact class pixel counts
+(class weights), per-band sums over a decimated read (mean/std) and, for float images only
+(one full read), the NaN/inf pixel counts that ``nonfinite_problem`` judges against
+``data.nodata_values``.
 Records are cached per scene, keyed on both files' paths, sizes and mtimes and on the mask
 decoding, so an edited file is re-scanned and nothing else is.
 """
@@ -21,12 +24,14 @@ import numpy as np
 from rsseg.data.cache import Cache, digest, file_key
 from rsseg.data.codecs import MaskCodec
 from rsseg.data.grid import grid_positions
+from rsseg.data.integrity import verify_decode
 from rsseg.data.rasters import RasterReader, chunk_windows
 from rsseg.data.scene import Scene
 from rsseg.errors import RsSegError
 
 log = logging.getLogger(__name__)
 INDEX_FILE = "scenes.json"
+SCAN_VERSION = 2  # records of older scans (no truncation or NaN check) are scanned again
 STATS_SIDE = 512  # band statistics read each image decimated to at most this side
 
 
@@ -71,7 +76,7 @@ def build_index(
             _bad(index, scene, str(exc), on_error)
             continue
         record = stored.get(key)
-        if record is None:
+        if record is None or record.get("v") != SCAN_VERSION:
             record = scan_scene(scene, codec, reader)
             stale = by_image.get(record["image"])
             if stale is not None:  # the file changed: drop its old record, keep the cache small
@@ -102,7 +107,7 @@ def _bad(index: SceneIndex, scene: Scene, problem: str, on_error: str) -> None:
 
 def scan_scene(scene: Scene, codec: MaskCodec, reader: RasterReader) -> dict:
     """A JSON-able record of one scene; ``{"error": ...}`` when a file is bad."""
-    record: dict = {"image": str(Path(scene.image).absolute()), "error": None}
+    record: dict = {"v": SCAN_VERSION, "image": str(Path(scene.image).absolute()), "error": None}
     try:
         record.update(_scan_image(scene.image, reader))
         if scene.mask is not None:
@@ -114,20 +119,54 @@ def scan_scene(scene: Scene, codec: MaskCodec, reader: RasterReader) -> dict:
 
 def _scan_image(path: Path, reader: RasterReader) -> dict:
     info = reader.info(path)
+    verify_decode(path, info)
     scale = max(1.0, max(info.height, info.width) / STATS_SIDE)
     shape = (max(1, round(info.height / scale)), max(1, round(info.width / scale)))
     data = reader.read_decimated(path, shape).astype(np.float64)
     flat = data.reshape(info.count, -1)
-    return {
-        "height": info.height, "width": info.width, "count": info.count, "dtype": info.dtype,
-        "sum": flat.sum(axis=1).tolist(), "sumsq": (flat**2).sum(axis=1).tolist(), "n": int(flat.shape[1]),
-    }
+    record = {"height": info.height, "width": info.width, "count": info.count, "dtype": info.dtype,
+              "n": int(flat.shape[1])}
+    if not np.issubdtype(np.dtype(info.dtype), np.floating):  # integer imagery: nothing more to read
+        return {**record, "sum": flat.sum(axis=1).tolist(), "sumsq": (flat**2).sum(axis=1).tolist()}
+    finite = np.isfinite(flat)
+    flat = np.where(finite, flat, 0.0)
+    declared = str(info.nodata) if info.nodata is not None and not np.isfinite(info.nodata) else None
+    return {**record, "sum": flat.sum(axis=1).tolist(), "sumsq": (flat**2).sum(axis=1).tolist(),
+            "valid": finite.sum(axis=1).tolist(), "nonfinite": _count_nonfinite(path, info, reader),
+            "nodata": declared}  # the file's own nodata, when NaN/inf: covered like data.nodata_values
+
+
+def _count_nonfinite(path: Path, info, reader: RasterReader) -> dict[str, int]:
+    """NaN, +inf and -inf values over every pixel of a float image (read chunk by chunk)."""
+    counts = {"nan": 0, "inf": 0, "-inf": 0}
+    for window in [None] if info.whole_file else chunk_windows(info.height, info.width):
+        data = reader.read(path, window)
+        if np.isfinite(data).all():
+            continue
+        counts["nan"] += int(np.isnan(data).sum())
+        counts["inf"] += int(np.isposinf(data).sum())
+        counts["-inf"] += int(np.isneginf(data).sum())
+    return counts
+
+
+def nonfinite_problem(record: dict, covered: Sequence[str]) -> str | None:
+    """One line naming the image when it holds NaN/inf values neither ``data.nodata_values`` (``covered``)
+    nor the file's declared nodata value covers."""
+    found = {k: n for k, n in record.get("nonfinite", {}).items() if n and k not in covered
+             and k != record.get("nodata")}
+    if not found:
+        return None
+    counts = ", ".join(f"{n} {k}" for k, n in found.items())
+    values = ", ".join(f'"{v}"' for v in [*covered, *found])  # quoted: rich reads [nan] as markup
+    return (f"{record['image']}: float image holds non-finite pixel values ({counts}); fix the file or set "
+            f"data.nodata_values: [{values}] to read them as no data")
 
 
 def _scan_mask(scene: Scene, record: dict, codec: MaskCodec, reader: RasterReader) -> dict[str, int]:
     """Exact pixel count per decoded value (class index or 255), chunk by chunk."""
     path = Path(scene.mask)  # type: ignore[arg-type]
     info = reader.info(path)
+    verify_decode(path, info)
     if (info.height, info.width) != (record["height"], record["width"]):
         raise RsSegError(
             f"mask {path} is {info.width}x{info.height} but image {scene.image} is "
@@ -164,7 +203,7 @@ def band_mean_std(records: Sequence[dict], bands: Sequence[int] | None) -> tuple
     pick = [b - 1 for b in bands] if bands else list(range(records[0]["count"]))
     total = sum(np.asarray(r["sum"])[pick] for r in records)
     total_sq = sum(np.asarray(r["sumsq"])[pick] for r in records)
-    count = sum(r["n"] for r in records)
+    count = np.maximum(sum(np.asarray(r.get("valid", [r["n"]] * r["count"]))[pick] for r in records), 1)
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-12))
     std = np.where(std < 1e-6, 1.0, std)

@@ -63,6 +63,13 @@ def open_raster(path: Path) -> rasterio.DatasetReader:
         raise RsSegError(f"{path} is not a readable image: {exc}") from None
 
 
+def read_error(path: Path, exc: Exception) -> RsSegError:
+    """GDAL's own reason (rasterio's "Read failed" only points at it), as one line naming the file."""
+    reason = str(exc.__cause__ or exc).replace(f"{Path(path).name}, ", "").split(" (this error can be")[0]
+    kind = "truncated image" if "Premature end" in reason else "cannot read pixels (corrupt or truncated?)"
+    return RsSegError(f"{path}: {kind}: {reason}")
+
+
 def raster_info(src: rasterio.DatasetReader) -> RasterInfo:
     colormap = None
     if src.count == 1 and src.colorinterp[0] == ColorInterp.palette:
@@ -122,7 +129,7 @@ class RasterReader:
                 return self._from_whole(path, window, bands)
             return self._handle(path).read(bands, window=window)
         except READ_ERRORS as exc:
-            raise RsSegError(f"{path}: cannot read pixels (corrupt or truncated?): {exc}") from None
+            raise read_error(path, exc) from None
 
     def _from_whole(self, path: Path, window: Window | None, bands: list[int] | None) -> np.ndarray:
         data = self._decoded.get(path)
@@ -148,7 +155,7 @@ class RasterReader:
         try:
             return self._handle(path).read(out_shape=(info.count, *shape))
         except READ_ERRORS as exc:
-            raise RsSegError(f"{path}: cannot read pixels (corrupt or truncated?): {exc}") from None
+            raise read_error(path, exc) from None
 
     def read_padded(self, path: Path, window: Window, bands: list[int] | None, fill: float) -> np.ndarray:
         """(C, H, W) of a window that may reach past the raster edge, padded with ``fill``."""

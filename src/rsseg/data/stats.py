@@ -6,7 +6,9 @@ left out); no-label pixels are counted apart. Band statistics are over the valid
 every image (not NaN, not the file's declared nodata value); ``nodata_share`` is (nodata +
 NaN) / pixels and ``zero_share`` the pixels equal to 0 (black fill where no nodata value is
 declared). Both come from the pixel records cached by ``rsseg.data.check`` (the first run
-reads every pixel once). Scenes whose files cannot be read whole are left out and listed.
+reads every pixel once). Scenes whose files cannot be read whole are left out and listed; a
+``data.bands`` band a scene lacks is refused (left out and listed under ``data.on_error: skip``,
+unless no scene has it).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import numpy as np
 from rsseg.classes import ClassTable
 from rsseg.config import DataConfig
 from rsseg.data.balance import class_entropy
-from rsseg.data.check import pixel_records
+from rsseg.data.check import missing_bands, pixel_records
 from rsseg.data.codecs import UNKNOWN
+from rsseg.errors import RsSegError
 from rsseg.io import atomic_write_text
 
 GROUPS = ("train", "val", "test", "all")
@@ -98,9 +101,13 @@ def data_stats(cfg: DataConfig, *, progress: bool = False) -> dict:
     left_out = [{"scene": r["id"], "problem": r["problems"][0][2]} for r in records if r["problems"]]
     ok = {r["id"]: r for r in records if not r["problems"]}
     bands = source.band_indices()
-    for r in ok.values():  # still counted in the priors, left out of the band statistics
-        if bands and r["count"] < max(bands):
-            left_out.append({"scene": r["id"], "problem": f"{r['count']} bands; data.bands asks for {bands}"})
+    short = [(r, gap) for r in ok.values() if (gap := missing_bands(r["count"], bands))]
+    if short and (cfg.on_error == "raise" or len(short) == len(ok)):  # as training would refuse them
+        r, gap = short[0]
+        raise RsSegError(f"{r['image']}: {gap}; {len(short)} of {len(ok)} readable scenes lack it: fix data.bands "
+                         "(or set data.on_error: skip to leave those scenes out)")
+    for r, gap in short:  # data.on_error: skip: still counted in the priors, left out of the band statistics
+        left_out.append({"scene": r["id"], "problem": gap})
     splits = source.splits()
     members = {**{name: [s.id for s in splits[name]] for name in GROUPS[:3]}, "all": [s.id for s in scenes]}
     classes = source.classes()

@@ -31,6 +31,7 @@ from rsseg.data.index import (
     build_index,
     chip_origins,
     class_counts,
+    nonfinite_problem,
 )
 from rsseg.data.rasters import RasterReader, open_raster
 from rsseg.data.scene import Scene
@@ -73,7 +74,8 @@ class TileDataset(Dataset):
     ``codec`` decodes the masks (default: values 0..K-1, 255 = no label); ``transform``
     replaces the default flip/rot90 ``augment``; ``mean``/``std`` default to the statistics of
     these scenes (cached). Bad scenes raise, or with ``on_error='skip'`` are left out and listed
-    in ``skipped``.
+    in ``skipped``. NaN/inf image pixels are bad unless ``image_nodata`` ('nan', 'inf', '-inf')
+    covers them: such pixels are then read as 0 (after normalisation) with no label.
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class TileDataset(Dataset):
         cache_dir: Path | None = None,
         on_error: Literal["raise", "skip"] = "raise",
         decoded_cache: int = 4,
+        image_nodata: Sequence[str] = (),
     ) -> None:
         self.tile = tile_size
         self.shift = random_shift
@@ -108,24 +111,29 @@ class TileDataset(Dataset):
         index = build_index(scenes, self.codec, cache, self.reader, on_error)
         self.skipped: list[Skipped] = index.skipped
         self.scanned = index.scanned
-        keep = self._check_bands(index, on_error)
+        keep = self._check_bands(index, on_error, list(image_nodata))
         self.scenes = [index.scenes[i] for i in keep]
         self.records = [index.records[i] for i in keep]
+        self._nodata = [any(r.get("nonfinite", {}).values()) for r in self.records]  # mask those at read
         self.shapes = [(r["height"], r["width"]) for r in self.records]
         chips, self.chips_cached = chip_origins(self.records, [index.keys[i] for i in keep], tile_size, cache)
         self.chips = ChipGrid(chips)
         self._set_normalisation(mean, std)
 
-    def _check_bands(self, index, on_error: str) -> list[int]:
-        """Scenes whose band count fits ``bands`` (or matches the others when all bands are read)."""
+    def _check_bands(self, index, on_error: str, image_nodata: list[str]) -> list[int]:
+        """Scenes whose band count fits ``bands`` (or matches the others when all bands are read)
+        and whose NaN/inf pixels, if any, ``image_nodata`` covers."""
         counts = [r["count"] for r in index.records]
         usual = Counter(counts).most_common(1)[0][0] if counts else 0
         keep = []
         for i, (scene, n) in enumerate(zip(index.scenes, counts, strict=True)):
+            nonfinite = nonfinite_problem(index.records[i], image_nodata)
             if self.bands and max(self.bands) > n:
                 problem = f"{scene.image} has {n} bands; data.bands asks for {self.bands}"
             elif not self.bands and n != usual:
                 problem = f"{scene.image} has {n} bands but most scenes have {usual}"
+            elif nonfinite:
+                problem = nonfinite
             else:
                 keep.append(i)
                 continue
@@ -170,8 +178,14 @@ class TileDataset(Dataset):
         image = self.reader.read_padded(scene.image, window, self.bands, 0)
         image = (image.astype(np.float32) - self._mean) / self._std
         if scene.mask is None:
-            return image, np.full((self.tile, self.tile), IGNORE_INDEX, dtype=np.uint8)
-        return image, self.lut[read_mask(self.reader, scene.mask, self.codec, window)]
+            mask = np.full((self.tile, self.tile), IGNORE_INDEX, dtype=np.uint8)
+        else:
+            mask = self.lut[read_mask(self.reader, scene.mask, self.codec, window)]
+        if self._nodata[self.chips[index].scene]:  # NaN/inf that data.nodata_values covers
+            bad = ~np.isfinite(image)
+            image[bad] = 0.0
+            mask[bad.any(axis=0)] = IGNORE_INDEX
+        return image, mask
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = self.read_chip(index)

@@ -23,7 +23,7 @@ from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioIOError
 from rasterio.transform import from_bounds
 
 from rsseg.errors import RsSegError
-from rsseg.io import atomic_path
+from rsseg.io import atomic_path, raster_writer
 
 #: Half the side of the Web Mercator square, metres (pi * WGS84 semi-major axis).
 WEB_MERCATOR_HALF = math.pi * 6378137.0
@@ -197,7 +197,7 @@ def write_raster(
         raise RsSegError(f"{out_path}: data is {data.shape[2]}x{data.shape[1]} but the grid {grid.width}x{grid.height}")
     if grid.height >= 256 and grid.width >= 256:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
-    with atomic_path(Path(out_path)) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    with atomic_path(Path(out_path)) as tmp, raster_writer(tmp, **profile) as dst:
         dst.write(data)
         if isinstance(colormap, dict):
             dst.write_colormap(1, colormap)

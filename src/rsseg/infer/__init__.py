@@ -2,7 +2,8 @@
 
 Modules: ``windows`` (window planning and modes), ``reader`` (strips with edge reflection),
 ``engine`` (model calls, TTA), ``stitch`` (kept centres or blending), ``writers`` (tiled
-GeoTIFF outputs), ``outputs`` (PNGs, area JSON), ``areas``, ``seams`` (seam score),
+GeoTIFF outputs), ``confidence`` (confidence and TTA disagreement maps), ``outputs`` (PNGs,
+area JSON), ``areas``, ``seams`` (seam score),
 ``fuse`` (BatchNorm folding for ``fast``), ``stream`` (one scene), ``api`` (entry points),
 ``loading`` (checkpoint or ONNX by path) and ``dask_runner`` (many scenes on Dask).
 """

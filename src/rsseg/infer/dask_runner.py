@@ -63,7 +63,7 @@ def _predict_task(plugin: str, path: str, out_dir: str, options: PredictOptions,
         return SceneResult(Path(path), error=str(exc))
 
 
-def _client(workers: int, scheduler: str | None):
+def dask_client(workers: int, scheduler: str | None):
     """A client on ``scheduler``, or on a new LocalCluster of ``workers`` processes."""
     d = distributed
     if scheduler is not None:
@@ -81,7 +81,7 @@ def run_on_dask(model: Predictor | str | Path, inputs: list[Path], out_dir: Path
                 threads: int | None = None, engine: str = "auto", report: Report) -> list[SceneResult]:
     """Every input as one task; results in input order, a failed scene as an error result."""
     d = distributed
-    client, cluster = _client(workers, scheduler)
+    client, cluster = dask_client(workers, scheduler)
     token = uuid.uuid4().hex[:8]
     plugin, topic = f"rsseg-predictor-{token}", f"rsseg-progress-{token}"
     if threads is None and scheduler is None:  # share this machine's cores, no oversubscription

@@ -135,17 +135,25 @@ class WindowEngine:
             )
         return out
 
-    def probabilities(self, x: Any) -> Any:
-        """Softmax of the logits, averaged over the 8 D4 transforms when ``tta``."""
+    def softmax(self, logits: Any) -> Any:
+        """Softmax of ``logits / T``, T the predictor's fitted temperature (``rsseg calibrate``)."""
+        t = getattr(self.predictor, "temperature", 1.0)
+        return self.ops.softmax(logits if t == 1.0 else logits / t)
+
+    def probabilities(self, x: Any, views: list[Any] | None = None) -> Any:
+        """Softmax of the logits, averaged over the 8 D4 transforms when ``tta``; ``views``
+        (with ``tta``) gets each transform's argmax, for the disagreement map."""
         ops = self.ops
         if not self.tta:
-            return ops.softmax(self.logits(x))
+            return self.softmax(self.logits(x))
         total = None
         for k, flip in D4:
             t = ops.flip(x) if flip else x
-            y = ops.softmax(self.logits(ops.rot90(t, k)))
+            y = self.softmax(self.logits(ops.rot90(t, k)))
             y = ops.rot90(y, -k)
             y = ops.flip(y) if flip else y
+            if views is not None:
+                views.append(ops.classes(y))  # (B, h, w) uint8: small beside y
             total = y if total is None else total + y
         return total / len(D4)
 

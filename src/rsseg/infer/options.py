@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsseg.errors import RsSegError
+from rsseg.infer.confidence import CONFIDENCES
 from rsseg.infer.outputs import MAX_PREVIEW
 from rsseg.infer.stitch import BLENDS
 from rsseg.infer.windows import (
@@ -40,6 +41,17 @@ class PredictOptions:
 
     ``overviews``: internal overviews in the class (and probability) GeoTIFF, for GIS viewers
     (``rsseg.infer.writers``); off by default, as they cost time after the last window.
+
+    ``precision``: ``32``, ``bf16`` or ``auto`` replaces the checkpoint's ``infer.precision``
+    (torch models only; an ONNX model always runs in fp32).
+
+    ``confidence`` (``max``, ``margin`` or ``entropy``) writes ``<name>_confidence.tif`` and
+    ``disagreement`` (with ``tta``) ``<name>_disagreement.tif`` (``rsseg.infer.confidence``).
+
+    GIS outputs (``rsseg.infer.gis_outputs``): ``cog`` rewrites the finished rasters as
+    Cloud-Optimized GeoTIFFs (on by default: GIS tools and web maps read them directly);
+    ``vector`` (gpkg, parquet, geojson) adds ``<name>_polygons.*``, with ``simplify`` (map
+    units) and ``min_area`` (m²); ``stac`` writes ``<name>_item.json``.
     """
 
     mode: str = "reference"
@@ -54,16 +66,28 @@ class PredictOptions:
     skip_existing: bool = False
     low_memory: bool = False
     overviews: bool = False
+    precision: str | None = None
+    confidence: str | None = None
+    disagreement: bool = False
+    cog: bool = True
+    vector: str | None = None
+    simplify: float | None = None
+    min_area: float | None = None
+    stac: bool = True
 
     def configure(self, predictor: Predictor) -> Predictor:
         """A shallow copy of ``predictor`` with the overrides applied; in ``fast`` mode a torch
         model has BatchNorm folded into the convolutions (``rsseg.infer.fuse``)."""
         p = copy.copy(predictor)
-        p.window = self.window or predictor.window
-        p.keep = self.keep or predictor.keep
-        p.batch_size = self.batch_size or predictor.batch_size
+        p.window = predictor.window if self.window is None else self.window  # 0 is refused, not ignored
+        p.keep = predictor.keep if self.keep is None else self.keep
+        p.batch_size = predictor.batch_size if self.batch_size is None else self.batch_size
         if self.low_memory:
             p.batch_size = max(1, min(p.batch_size, LOW_MEMORY_PIXELS // p.window**2))
+        if self.precision is not None and not predictor.numpy_native:
+            from rsseg.runtime import use_bf16  # imports torch: not for ONNX models
+
+            p.precision = "bf16" if use_bf16(self.precision, p.device.type, key="--precision") else "32"
         if self.mode == "fast" and not predictor.numpy_native:  # onnxruntime fuses BatchNorm itself
             from rsseg.infer.fuse import fold_batchnorm
 
@@ -72,8 +96,22 @@ class PredictOptions:
 
     def check(self, predictor: Predictor) -> None:
         """Fail before any work on options that cannot run."""
+        if self.precision not in (None, "32", "bf16", "auto"):
+            raise RsSegError(f"unknown precision '{self.precision}'; choose 32, bf16 or auto")
+        if self.precision == "bf16" and predictor.numpy_native:
+            raise RsSegError("--precision bf16 needs a torch checkpoint: an ONNX model runs in fp32")
+        if self.vector is not None:
+            from rsseg.gis.formats import suffix_of
+
+            suffix_of(self.vector)  # an unknown format is refused here, before any work
+        elif self.simplify is not None or self.min_area is not None:
+            raise RsSegError("--simplify and --min-area shape the polygons: add --vector gpkg (or parquet, geojson)")
+        if (self.simplify is not None and self.simplify <= 0) or (self.min_area is not None and self.min_area <= 0):
+            raise RsSegError(f"--simplify and --min-area must be positive, got {self.simplify} and {self.min_area}")
+        margin = self._border(predictor)
+        if self.batch_size is not None and self.batch_size < 1:
+            raise RsSegError(f"--batch-size must be at least 1, got {self.batch_size}")
         p = self.configure(predictor)
-        margin = check_border(p.window, p.keep)
         if self.mode not in MODES:
             raise RsSegError(f"unknown prediction mode '{self.mode}'; choose one of {', '.join(MODES)}")
         if self.blend is not None:
@@ -83,8 +121,22 @@ class PredictOptions:
                 raise RsSegError("blending needs a margin (window > keep) and not the naive mode")
             if p.keep < 2 * margin:
                 raise RsSegError(f"blending needs keep >= 2 x margin, got keep {p.keep}, margin {margin}")
+        if self.confidence is not None and self.confidence not in CONFIDENCES:
+            raise RsSegError(f"unknown confidence '{self.confidence}'; choose one of {', '.join(CONFIDENCES)}")
+        if self.disagreement and (not self.tta or self.blend is not None):
+            raise RsSegError("--disagreement needs --tta (the 8 D4 views) and no --blend")
         if self.preview_max < 1:
             raise RsSegError(f"preview size must be positive, got {self.preview_max}")
+
+    def _border(self, predictor: Predictor) -> int:
+        """``check_border`` of the window/keep in use, naming the options that set them."""
+        window = predictor.window if self.window is None else self.window
+        keep = predictor.keep if self.keep is None else self.keep
+        try:
+            return check_border(window, keep)
+        except RsSegError as exc:
+            given = [f"--{k} {v}" for k, v in (("window", self.window), ("keep", self.keep)) if v is not None]
+            raise RsSegError(f"{' '.join(given)}: {exc}" if given else str(exc)) from None
 
     def grid(self, predictor: Predictor, h: int, w: int) -> Grid:
         p = self.configure(predictor)
@@ -98,7 +150,8 @@ class PredictOptions:
         """How the map was made, stored in the GeoTIFF and the area JSON."""
         p = self.configure(predictor)
         return {"rsseg_mode": self.mode, "rsseg_window": str(p.window), "rsseg_keep": str(p.keep),
-                "rsseg_blend": self.blend or "none", "rsseg_tta": str(self.tta).lower()}
+                "rsseg_blend": self.blend or "none", "rsseg_tta": str(self.tta).lower(),
+                "rsseg_precision": p.precision}
 
 
 @dataclass(eq=False)

@@ -79,10 +79,16 @@ def save_png(arr: np.ndarray, path: Path, palette: np.ndarray | None = None) -> 
     image = Image.fromarray(np.ascontiguousarray(arr))
     if palette is not None:
         image.putpalette(palette.astype(np.uint8).ravel().tolist())
+    def readable(tmp: Path) -> None:  # a PNG cut short fails its chunks' CRCs
+        with Image.open(tmp) as back:
+            back.verify()
+            if back.size != image.size:
+                raise OSError(f"the PNG reads back as {back.size}, not {image.size}")
+
     try:
-        with atomic_path(path) as tmp:
+        with atomic_path(path, verify=readable) as tmp:
             image.save(tmp, format="PNG", compress_level=1)
-    except OSError as exc:
+    except (OSError, SyntaxError) as exc:  # PIL's verify raises SyntaxError for broken chunks
         raise write_error(path, exc) from exc
 
 

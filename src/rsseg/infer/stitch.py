@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from rsseg.infer.confidence import confidence as confidence_map
+from rsseg.infer.confidence import disagreement as disagreement_map
 from rsseg.infer.engine import TorchOps, WindowEngine
 from rsseg.infer.reader import Strip
 from rsseg.infer.writers import probability_bytes
@@ -42,8 +44,14 @@ class HardStitcher:
     probabilities of a 7200 px wide scene in ``fast`` mode is 200 MB, its bytes 50 MB.
     """
 
-    def __init__(self, engine: WindowEngine, *, probabilities: bool = False, scaled: bool = False) -> None:
-        self.engine, self.want_probs, self.scaled = engine, probabilities, scaled
+    def __init__(self, engine: WindowEngine, *, probabilities: bool = False, scaled: bool = False,
+                 confidence: str | None = None, disagreement: bool = False) -> None:
+        self.engine, self.keep_probs, self.scaled = engine, probabilities, scaled
+        self.confidence, self.disagreement = confidence, disagreement and engine.tta
+        self.want_probs = probabilities or confidence is not None
+        #: the ``confidence``/``disagreement`` rows of the last yield (float32, or uint8 when ``scaled``)
+        self.extras: dict[str, np.ndarray] = {}
+        self._views: list | None = None
         if type(self)._predict is not HardStitcher._predict and engine.predictor.numpy_native:
             # a subclass written against torch tensors (``rsseg.explain``): give it tensors
             engine.ops = TorchOps()
@@ -52,32 +60,43 @@ class HardStitcher:
         """Kept (B, keep_y, keep_x) uint8 classes and, when wanted, (B, K, ...) probabilities."""
         e, ops = self.engine, self.engine.ops
         if e.tta:
-            p = e.crop(e.probabilities(x))
+            self._views = [] if self.disagreement else None
+            p = e.crop(e.probabilities(x, self._views))
             return ops.classes(p), (ops.numpy(p) if self.want_probs else None)
         logits = e.crop(e.logits(x))
-        return ops.classes(logits), (ops.numpy(ops.softmax(logits)) if self.want_probs else None)
+        return ops.classes(logits), (ops.numpy(e.softmax(logits)) if self.want_probs else None)
 
     def add(self, i: int, strip: Strip) -> Iterator[Rows]:
         g = self.engine.grid
         shape = (g.row_sizes[i], g.col_starts[-1])
         classes = np.empty(shape, dtype=np.uint8)
         probs = None
+        extras = {k: np.empty(shape, np.uint8 if self.scaled else np.float32)
+                  for k, on in (("confidence", self.confidence), ("disagreement", self.disagreement)) if on}
         for cols, x in self.engine.batches(strip):
             cls, p = self._predict(x)
             cls = _as_numpy(cls)
             if self.want_probs:
                 p = _as_numpy(p)
-                if probs is None:
+                if probs is None and self.keep_probs:
                     dtype = np.uint8 if self.scaled else np.float32
                     probs = np.empty((p.shape[1], *shape), dtype)
             for k, j in enumerate(cols):
                 c0, c1 = g.col_starts[j], g.col_starts[j + 1]
                 classes[:, c0:c1] = cls[k]
-                if self.want_probs:
+                if self.keep_probs:
                     probs[:, :, c0:c1] = probability_bytes(p[k]) if self.scaled else p[k]
+                if self.confidence:
+                    c = confidence_map(p[k], self.confidence)
+                    extras["confidence"][:, c0:c1] = probability_bytes(c) if self.scaled else c
+                if self.disagreement:
+                    views = np.stack([self.engine.crop(v[k]) for v in self._views])
+                    d = disagreement_map(views, cls[k])
+                    extras["disagreement"][:, c0:c1] = probability_bytes(d) if self.scaled else d
         y0, y1 = g.kept_rows(i)
         n, w = y1 - y0, g.w
-        yield y0, y1, classes[:n, :w], (probs[:, :n, :w] if self.want_probs else None)
+        self.extras = {k: v[:n, :w] for k, v in extras.items()}
+        yield y0, y1, classes[:n, :w], (probs[:, :n, :w] if self.keep_probs else None)
 
 
 def _as_numpy(x: Any) -> np.ndarray:
@@ -88,9 +107,10 @@ def _as_numpy(x: Any) -> np.ndarray:
 class Blender:
     """Weighted average of window probabilities around the seams, streamed row-wise."""
 
-    def __init__(self, engine: WindowEngine, kind: str) -> None:
+    def __init__(self, engine: WindowEngine, kind: str, confidence: str | None = None) -> None:
         g = engine.grid
-        self.engine, self.o, self.kind = engine, g.margin, kind
+        self.engine, self.o, self.kind, self.confidence = engine, g.margin, kind, confidence
+        self.extras: dict[str, np.ndarray] = {}  # float32 ``confidence`` rows of the last yield
         self.rows = g.keep_y + 2 * self.o  # accumulator rows: scene rows from y0 - o (tallest strip)
         self.width = g.col_starts[-1] + 2 * self.o
         self.acc: np.ndarray | None = None
@@ -127,6 +147,7 @@ class Blender:
         a, b = self.emitted - (y0 - o), end - (y0 - o)  # accumulator rows to emit
         if b > a:
             probs = self.acc[:, a:b, o : o + g.w] / self.wsum[a:b, o : o + g.w]
+            self.extras = {"confidence": confidence_map(probs, self.confidence)} if self.confidence else {}
             yield self.emitted, end, probs.argmax(axis=0).astype(np.uint8), probs
             self.emitted = end
         # the last 2*o rows overlap the next strip's windows: move them to the top

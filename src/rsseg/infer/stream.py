@@ -3,7 +3,8 @@
 Memory is one strip of input, one strip of predictions and the fixed-size overviews, so it
 does not grow with the scene's height (and grows with its width only through the strip).
 The GeoTIFFs are written under temporary names and renamed when complete: a killed run
-leaves nothing under the final names, and the next run removes its leftovers.
+leaves nothing under the final names, and the next run removes its leftovers. Two runs
+predicting the same scene into one folder both complete; the last to finish a file wins.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from rsseg.allocator import warm_allocator
 from rsseg.classes import IGNORE_INDEX
 from rsseg.errors import RsSegError
 from rsseg.infer.areas import AreaCounter
+from rsseg.infer.confidence import confidence_writer, style_paths, to_bytes, write_styles
 from rsseg.infer.engine import WindowEngine, check_bands
+from rsseg.infer.gis_outputs import finish_gis, gis_paths
 from rsseg.infer.input_range import InputRangeCheck, range_check
+from rsseg.infer.nodata import ValidPixels
 from rsseg.infer.options import PredictOptions, SceneResult
 from rsseg.infer.outputs import Preview, write_areas
-from rsseg.infer.reader import ArraySource, RasterSource, StripReader, valid_mask
+from rsseg.infer.reader import ArraySource, RasterSource, StripReader
 from rsseg.infer.stitch import Blender, HardStitcher
 from rsseg.infer.windows import Grid
 from rsseg.infer.writers import (
@@ -35,7 +39,7 @@ from rsseg.infer.writers import (
     scale_probabilities,
     write_error,
 )
-from rsseg.io import atomic_path, ensure_writable_dir
+from rsseg.io import atomic_path, ensure_writable_dir, remove_stale_temporaries
 from rsseg.trained.predictor import Predictor
 
 MiB = 2**20
@@ -51,27 +55,38 @@ def run_grid(
     *,
     options: PredictOptions,
     progress: Callable[[int], None] | None = None,
+    pixels: ValidPixels | None = None,
+    on_extras: Callable[[int, int, np.ndarray, dict], None] | None = None,
+    scaled: bool = True,
 ) -> InputRangeCheck | None:
     """Predict ``source`` on ``grid``; ``emit(y0, y1, classes, probs, raw)`` gets the
-    finished rows ``[y0, y1)`` in order (nodata pixels already set to 255; ``probs``, when
-    asked for, as float or as ``writers.probability_bytes``). Returns the check of the scene
-    against an int8 model's calibrated input range (None for other models)."""
+    finished rows ``[y0, y1)`` in order (nodata pixels, NaN/inf ones included, already set
+    to 255 by ``pixels``; ``probs``, when asked for, as float or as
+    ``writers.probability_bytes``). ``on_extras(y0, y1, classes, extras)``, called first,
+    gets the confidence/disagreement rows asked for (stored uint8, or float32 when not
+    ``scaled``). Returns the check of the scene against an int8 model's
+    calibrated input range (None for other models)."""
     engine = WindowEngine(predictor, grid, tta=options.tta)
-    stitcher = (Blender(engine, options.blend) if options.blend
-                else HardStitcher(engine, probabilities=options.probabilities, scaled=True))
+    stitcher = (Blender(engine, options.blend, options.confidence) if options.blend
+                else HardStitcher(engine, probabilities=options.probabilities, scaled=scaled,
+                                  confidence=options.confidence, disagreement=options.disagreement))
     reader = StripReader(source, grid)
-    nodata = source.info.nodata
+    pixels = pixels if pixels is not None else ValidPixels(source.info, predictor.bands)
     check = range_check(predictor)
     with warm_allocator():  # large windows' activations are not page-faulted again each pass
         for i in range(grid.rows):
             strip = reader.strip(i)
             for y0, y1, classes, probs in stitcher.add(i, strip):
                 raw = strip.scene_rows(y0, y1)
-                valid = valid_mask(raw, nodata)
+                valid = pixels.mask(raw)
                 if valid is not None:
                     classes[~valid] = IGNORE_INDEX
                 if check is not None:
                     check.add(raw, valid)
+                if on_extras is not None:
+                    extras = stitcher.extras
+                    on_extras(y0, y1, classes, {k: to_bytes(v, classes) for k, v in extras.items()}
+                              if scaled else extras)
                 emit(y0, y1, classes, probs if options.probabilities else None, raw)
             if progress is not None:
                 progress((i + 1) * grid.cols)
@@ -82,16 +97,20 @@ def output_paths(out_dir: Path, stem: str, options: PredictOptions) -> dict[str,
     names = {"classes": "classes.tif", "color": "color.png", "blend": "blend.png", "areas": "areas.json"}
     if options.probabilities:
         names["probabilities"] = "probabilities.tif"
-    return {k: out_dir / f"{stem}_{v}" for k, v in names.items()}
+    if options.confidence:
+        names["confidence"] = "confidence.tif"
+    if options.disagreement:
+        names["disagreement"] = "disagreement.tif"
+    paths = {k: out_dir / f"{stem}_{v}" for k, v in names.items()}
+    paths |= style_paths(paths)
+    return paths | gis_paths(paths, options)
 
 
 def remove_leftovers(paths: dict[str, Path]) -> None:
-    """Delete temporary files a killed run left beside these outputs (``.NAME.xxxx``)."""
+    """Delete temporary files a killed run left beside these outputs; those of a run still
+    writing the same scene into this folder are its own (``io.remove_stale_temporaries``)."""
     for final in paths.values():
-        prefix = f".{final.name}."
-        for p in final.parent.iterdir():
-            if p.name.startswith(prefix) and p.is_file():
-                p.unlink(missing_ok=True)
+        remove_stale_temporaries(final)
 
 
 @contextlib.contextmanager
@@ -154,6 +173,7 @@ def _predict_source(predictor: Predictor, source: RasterSource, paths: dict[str,
             f"{source.path} has no georeferencing (no CRS, transform or GCPs): "
             "its class map is a plain image in pixel coordinates and areas are in pixels only"
         )
+    pixels = ValidPixels(info, predictor.bands)
     ensure_writable_dir(paths["classes"].parent)
     remove_leftovers(paths)
     preview, areas = Preview(info, options.preview_max), AreaCounter(info, predictor.classes.num_classes)
@@ -168,6 +188,14 @@ def _predict_source(predictor: Predictor, source: RasterSource, paths: dict[str,
                 paths["probabilities"],
                 lambda t: probability_writer(t, paths["probabilities"], info, predictor.classes, options.overviews)))
 
+        extra_out = {k: stack.enter_context(_streamed(paths[k], lambda t, k=k: confidence_writer(
+            t, paths[k], info, options.confidence if k == "confidence" else k, options.overviews)))
+            for k in ("confidence", "disagreement") if k in paths}
+
+        def write_extras(y0: int, y1: int, classes: np.ndarray, extras: dict) -> None:
+            for k, out in extra_out.items():
+                out.write(extras[k][None])
+
         def emit(y0: int, y1: int, classes: np.ndarray, probs: np.ndarray | None, raw: np.ndarray) -> None:
             cls_out.write(classes[None])
             if prob_out is not None:
@@ -175,13 +203,17 @@ def _predict_source(predictor: Predictor, source: RasterSource, paths: dict[str,
             preview.add(y0, classes, raw)
             areas.add(y0, classes)
 
-        check = run_grid(predictor, source, grid, emit, options=options, progress=progress)
+        check = run_grid(predictor, source, grid, emit, options=options, progress=progress, pixels=pixels,
+                         on_extras=write_extras if extra_out else None)
+    result.warnings += pixels.warnings(source.path)
     if check is not None and (warning := check.warning(source.path)):
         result.warnings.append(warning)
     preview.write(predictor.classes, paths["color"], paths["blend"])
+    write_styles(paths, predictor.classes)
     extra = {"mode": options.mode, "window": [grid.win_y, grid.win_x], "keep": [grid.keep_y, grid.keep_x],
              "blend": options.blend, "tta": options.tta}
     write_areas(paths["areas"], info, areas.summary(predictor.classes), extra)
+    finish_gis(paths, predictor, options, source.path)
     return result
 
 
@@ -205,7 +237,10 @@ def predict_array(
     def emit(y0: int, y1: int, classes: np.ndarray, probs: np.ndarray | None, raw: np.ndarray) -> None:
         out[y0:y1] = classes
 
-    check = run_grid(predictor, source, grid, emit, options=options, progress=progress)
+    pixels = ValidPixels(source.info, predictor.bands)
+    check = run_grid(predictor, source, grid, emit, options=options, progress=progress, pixels=pixels)
+    for warning in pixels.warnings(None):
+        log.warning(warning)
     if check is not None and (warning := check.warning(None)):
         log.warning(warning)
     return out

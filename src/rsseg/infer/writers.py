@@ -16,10 +16,8 @@ GDAL builds each level from the one above it (mode of 2 x 2 blocks of the previo
 
 from __future__ import annotations
 
-import errno
 import json
 import math
-import shutil
 import warnings
 from pathlib import Path
 
@@ -33,30 +31,12 @@ from rasterio.windows import Window
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.errors import RsSegError
 from rsseg.infer.reader import READ_ERRORS, SceneInfo
+from rsseg.io import check_raster, close_raster, write_error
 
 BLOCK = 256
 #: Probabilities are stored as round(254 * p); 255 is nodata.
 PROB_SCALE = 254
 WRITE_ERRORS = READ_ERRORS
-
-
-def write_error(path: Path, exc: BaseException) -> RsSegError:
-    """One line naming the file, with GDAL's underlying reason and the free space left
-    (rasterio's own message is often just "Write failed. See previous exception")."""
-    reasons, e = [], exc
-    while e is not None and len(reasons) < 4:
-        text = getattr(e, "strerror", None) or str(e)
-        if text and "previous exception" not in text and text not in reasons:
-            reasons.append(text)
-        e = e.__cause__ or e.__context__
-    reason = "; ".join(reasons) or type(exc).__name__
-    if not isinstance(exc, OSError) or exc.errno in (errno.ENOSPC, errno.EFBIG, None):
-        try:
-            free = shutil.disk_usage(Path(path).parent).free / 2**20
-            reason += f" (disk full? {free:.0f} MB free there)"
-        except OSError:
-            pass
-    return RsSegError(f"cannot write {path}: {reason}")
 
 
 def _profile(info: SceneInfo, count: int) -> dict:
@@ -87,6 +67,7 @@ class RowWriter:
 
     def __init__(self, tmp: Path, final: Path, info: SceneInfo, count: int, overviews: str | None = None) -> None:
         self.tmp, self.final, self.width, self.height = tmp, final, info.width, info.height
+        self.count = count
         self.overviews = overviews
         self._pending: np.ndarray | None = None
         self._next = 0  # first row not yet written
@@ -115,29 +96,33 @@ class RowWriter:
         self._next += rows.shape[1]
 
     def close(self) -> None:
-        """Flush the last rows and close (GDAL may only report a full disk here)."""
+        """Flush the last rows, close and read the file back (GDAL may only report a full
+        disk while closing, and rasterio drops that report; ``close_raster`` keeps it)."""
         if self._pending is not None:
             self._write(self._pending)
             self._pending = None
         try:
-            self.ds.close()
+            close_raster(self.ds)
+            if self.overviews:
+                self._add_overviews(self.overviews)
+            check_raster(self.tmp, (self.count, self.height, self.width))
         except WRITE_ERRORS as exc:
             raise write_error(self.final, exc) from exc
-        if self.overviews:
-            self._add_overviews(self.overviews)
 
     def _add_overviews(self, resampling: str) -> None:
         factors = overview_factors(self.height, self.width)
         if not factors:
             return
-        try:
-            with warnings.catch_warnings(), rasterio.Env(COMPRESS_OVERVIEW="DEFLATE"):
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                with rasterio.open(self.tmp, "r+") as ds:
-                    ds.build_overviews(factors, Resampling[resampling])
-                    ds.update_tags(ns="rio_overview", resampling=resampling)
-        except WRITE_ERRORS as exc:
-            raise write_error(self.final, exc) from exc
+        with warnings.catch_warnings(), rasterio.Env(COMPRESS_OVERVIEW="DEFLATE"):
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            ds = rasterio.open(self.tmp, "r+")
+            try:
+                ds.build_overviews(factors, Resampling[resampling])
+                ds.update_tags(ns="rio_overview", resampling=resampling)
+            except BaseException:
+                ds.close()
+                raise
+            close_raster(ds)
 
     def abort(self) -> None:
         try:

@@ -8,10 +8,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from rsseg.errors import RsSegError
 from rsseg.models.encoders import describe_signature, encoder_signature
+from rsseg.safe_load import load_weights_only
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ def read_metadata(path: Path) -> dict[str, Any] | None:
                 raw = fh.metadata() or {}
             meta = {k: json.loads(v) for k, v in raw.items()}
         elif path.suffix == ".pt":
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = load_weights_only(path, "weights file")  # an unsafe or corrupt file: one line
             meta = obj.get("rsseg") if isinstance(obj, dict) else None
         else:
             return None

@@ -25,6 +25,7 @@ from torch import nn
 from rsseg.errors import RsSegError
 from rsseg.models.sources import SOURCES, WeightsSource
 from rsseg.models.zoo import encoder_of
+from rsseg.safe_load import load_weights_only
 
 log = logging.getLogger("rsseg.models")
 
@@ -92,6 +93,12 @@ def _unwrap(obj: Any) -> Mapping[str, Any]:
 def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
     """All tensors of a weights file, unwrapped from ``state_dict``/``model`` if nested."""
     suffix = path.suffix.lower()
+    if suffix not in (".safetensors", ".npz"):  # a pickle: weights-only, so opening it never runs code
+        obj = load_weights_only(path, "weights file")
+        try:
+            return {k: v for k, v in _unwrap(obj).items() if isinstance(v, torch.Tensor)}
+        except RsSegError as exc:
+            raise RsSegError(f"weights file {path} {exc}") from None
     try:
         if suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -102,10 +109,6 @@ def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
 
             with np.load(path, allow_pickle=False) as data:  # metadata arrays (ints) left out
                 return {k: torch.from_numpy(data[k]) for k in data.files if data[k].dtype.kind == "f"}
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        return {k: v for k, v in _unwrap(obj).items() if isinstance(v, torch.Tensor)}
-    except RsSegError as exc:
-        raise RsSegError(f"weights file {path} {exc}") from None
     except Exception as exc:  # noqa: BLE001 (torch, numpy, safetensors: many types for a bad file)
         raise RsSegError(f"cannot read weights file {path}: {type(exc).__name__}: {exc}") from None
 

@@ -127,6 +127,12 @@ def write_report(run_dir: Path, *, samples: int = 3) -> Path:
         confusion = folder / "confusion_matrix.png"
         if confusion.exists():
             body += img(confusion.read_bytes(), "confusion matrix")
+        reliability = folder / "reliability.png"
+        if reliability.exists():  # rsseg evaluate: calibration of the max probability
+            ece = metrics.get("ece")
+            body += (f"<p>Expected calibration error {ece:.4f} (15 bins of the max probability), "
+                     f"maximum {metrics['mce']:.4f}.</p>" if ece is not None else "")
+            body += img(reliability.read_bytes(), "reliability diagram")
         parts.append(section(f"Metrics on the {split} split (whole scenes, border correction)", body))
     else:
         parts.append(section("Metrics", "<p>Not evaluated yet: run <code>rsseg evaluate "

@@ -133,3 +133,23 @@ def legend_html(classes: ClassTable) -> str:
         note = " (ignored)" if i in classes.ignore else ""
         items.append(f'<span class="sw" style="background:{_hex(color)}"></span>{name}{note}')
     return '<div class="legend">' + " ".join(items) + "</div>"
+
+
+def reliability_png(calibration: dict) -> bytes:
+    """Reliability diagram (accuracy against confidence per bin, ECE in the title) over the
+    pixel count per bin: ``rsseg.calibration.ReliabilityBins.to_dict()``."""
+    n = calibration["bins"]
+    edges = np.linspace(0, 1, n + 1)
+    centres, width = (edges[:-1] + edges[1:]) / 2, 1 / n
+    acc = np.array([np.nan if a is None else a for a in calibration["accuracy"]])
+    fig = Figure(figsize=(5, 5.4), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    top.bar(centres, np.nan_to_num(acc), width=width, edgecolor="black", linewidth=0.5, label="accuracy")
+    top.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    ece = calibration.get("ece")
+    top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
+            title=f"ECE {ece:.4f}, MCE {calibration['mce']:.4f}" if ece is not None else "no valid pixels")
+    top.legend(loc="upper left", fontsize=8)
+    bottom.bar(centres, calibration["count"], width=width, color="grey", edgecolor="black", linewidth=0.5)
+    bottom.set(xlabel="confidence (max probability)", ylabel="pixels")
+    return to_png(fig)

@@ -25,6 +25,7 @@ from rasterio.windows import Window, bounds
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.errors import RsSegError
 from rsseg.infer import border_corrected_predict, read_image
+from rsseg.io import raster_writer
 from rsseg.retrieval.embeddings import ViTEmbedder, ViTSpec, backbone_embed, to_rgb8
 from rsseg.retrieval.index import (
     RetrievalIndex,
@@ -106,7 +107,7 @@ def _write_mask(mask: np.ndarray, profile: dict, path: Path) -> None:
         meta["crs"] = profile["crs"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path, "w", **meta) as dst:
+        with raster_writer(path, **meta) as dst:  # path: a staging temporary (atomic_path)
             dst.write(mask, 1)
 
 
@@ -209,6 +210,87 @@ def _index_scene(job: _Job, key: str, sid: str, path: Path, mask_path: Path | No
     return result
 
 
+@dataclasses.dataclass(frozen=True)
+class _JobSpec:
+    """What a worker process needs to rebuild the job: paths and options only (picklable)."""
+
+    checkpoint: str
+    out: str
+    staging_options: dict
+    class_order: list | None
+    tile: int
+    stride: int
+    min_mass: float
+    use_backbone: bool
+    vits: tuple
+
+
+def _make_job(spec: _JobSpec, predictor=None) -> _Job:
+    """The job of ``spec``: loads the model unless ``predictor`` is given (the main process)."""
+    if predictor is None:
+        from rsseg.checkpoint import load_predictor
+
+        predictor = load_predictor(Path(spec.checkpoint))
+    classes = effective_classes(predictor)
+    space = SignatureSpace.of(classes, spec.class_order)
+    rgb_bands = predictor.bands[:3] if predictor.bands and len(predictor.bands) >= 3 else None
+    embedders = []
+    if spec.use_backbone:
+        embedders.append(("backbone", lambda raw: backbone_embed(predictor, raw), predictor.batch_size))
+    for vit in spec.vits:
+        model = ViTEmbedder(vit, predictor.device)
+        embedders.append((vit.method, lambda raw, m=model: m(np.stack([to_rgb8(c, rgb_bands) for c in raw])), 8))
+    staging = Staging(Path(spec.out), spec.staging_options)
+    return _Job(predictor, classes, space, spec.tile, spec.stride, spec.min_mass, embedders, staging)
+
+
+_WORKER_JOBS: dict[str, _Job] = {}  # one model per worker process and build (by repr of its spec)
+
+
+def _index_task(spec: _JobSpec, threads: int, key: str, sid: str, path: str, mask: str | None) -> str:
+    """Runs on a Dask worker: index one scene into the staging folder; returns its key."""
+    job = _WORKER_JOBS.get(repr(spec))
+    if job is None:
+        import torch
+
+        torch.set_num_threads(threads)
+        _WORKER_JOBS.clear()
+        job = _WORKER_JOBS[repr(spec)] = _make_job(spec)
+    _index_scene(job, key, sid, Path(path), Path(mask) if mask else None)
+    return key
+
+
+def _index_on_dask(spec: _JobSpec, todo: list, workers: int, advance) -> None:
+    """Index ``todo`` (key, id, scene, mask) on a LocalCluster of ``workers`` processes, one
+    scene per task; each finished scene is staged at once, so a killed build loses only the
+    scenes in flight."""
+    import os
+
+    import distributed
+
+    from rsseg.infer.dask_runner import dask_client
+
+    client, cluster = dask_client(workers, None)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    try:
+        futures = [client.submit(_index_task, spec, threads, key, sid, str(Path(path).resolve()),
+                                 str(Path(mask).resolve()) if mask else None, pure=False)
+                   for key, sid, path, mask in todo]
+        errors = []
+        for fut in distributed.as_completed(futures):
+            try:
+                fut.result()
+            except RsSegError as exc:
+                errors.append(str(exc))
+            advance()
+        if errors:
+            raise RsSegError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
 def build_index(
     checkpoint: Path,
     scenes: Sequence[Path],
@@ -221,12 +303,15 @@ def build_index(
     class_order: Sequence[str | int] | None = None,
     min_mass: float = 0.5,
     progress: bool = True,
+    workers: int = 0,
 ) -> RetrievalIndex:
     """Predict ``scenes`` (or read their ground-truth ``masks``), cut chips and write an index.
 
     ``embeddings``: ``"backbone"`` and/or ``ViTSpec``s. ``min_mass``: least share of a chip's
     pixels in evaluated classes for it to be indexed. ``class_order``: EMD ground order. An
     interrupted build resumes where it stopped when run again with the same arguments.
+    ``workers``: index scenes on a local Dask cluster of that many processes (each loads the
+    model once and stages its scenes; this process assembles the index from the staging).
     """
     from rich.progress import (
         BarColumn,
@@ -244,6 +329,8 @@ def build_index(
         raise RsSegError(f"tile ({tile}) and stride ({stride}) must be positive")
     if not 0.0 <= min_mass <= 1.0:
         raise RsSegError(f"min_mass must be in 0..1, got {min_mass}")
+    if workers < 0:
+        raise RsSegError(f"workers must be >= 0, got {workers}")
     out = check_index_dest(Path(out))
     scene_paths = [Path(p) for p in scenes]
     mask_paths = [Path(m) for m in masks] if masks is not None else None
@@ -266,21 +353,18 @@ def build_index(
             predictor.check_bands(count, path)
         elif vits and rgb_bands and max(rgb_bands) >= count:
             raise RsSegError(f"{path} has {count} band(s); the ViT reads bands {[b + 1 for b in rgb_bands]}")
-    vit_models = [ViTEmbedder(v, predictor.device) for v in vits]
-
-    embedders = []
-    if use_backbone:
-        embedders.append(("backbone", lambda raw: backbone_embed(predictor, raw), predictor.batch_size))
-    for spec, model in zip(vits, vit_models, strict=True):
-        embedders.append((spec.method, lambda raw, m=model: m(np.stack([to_rgb8(c, rgb_bands) for c in raw])), 8))
     source = "prediction" if mask_paths is None else "ground-truth"
-    staging = Staging(out, {
+    staging_options = {
         "checkpoint": file_stamp(Path(checkpoint)), "classes": classes.to_dict(), "source": source,
         "tile": tile, "stride": stride, "min_mass": min_mass, "precision": predictor.precision,
         "embeddings": (["backbone"] if use_backbone else [])
         + [{**v.to_dict(), "file": file_stamp(v.weights)} for v in vits],
-    })
-    job = _Job(predictor, classes, space, tile, stride, min_mass, embedders, staging)
+    }
+    spec = _JobSpec(str(Path(checkpoint).resolve()), str(out.resolve()), staging_options,
+                    list(class_order) if class_order is not None else None, tile, stride, min_mass,
+                    use_backbone, tuple(vits))
+    job = _make_job(spec, predictor)
+    staging = job.staging
     order = sorted(range(len(ids)), key=lambda i: ids[i])
     keys = {i: staging.scene_key(ids[i], scene_paths[i], mask_paths[i] if mask_paths else None) for i in order}
     results = {i: staging.load(keys[i]) for i in order}
@@ -292,10 +376,21 @@ def build_index(
         if resumed:
             bar.console.print(f"resuming: {resumed} of {len(ids)} scene(s) already indexed in {staging.root}")
         task = bar.add_task("index", total=len(ids), completed=resumed)
-        for i in order:
-            if results[i] is None:
-                results[i] = _index_scene(job, keys[i], ids[i], scene_paths[i], mask_paths[i] if mask_paths else None)
-                bar.advance(task)
+        todo = [(keys[i], ids[i], scene_paths[i], mask_paths[i] if mask_paths else None)
+                for i in order if results[i] is None]
+        if workers and todo:
+            _index_on_dask(spec, todo, workers, lambda: bar.advance(task))
+            for i in order:  # the workers staged their scenes: read them back
+                results[i] = results[i] or staging.load(keys[i])
+            missing = [ids[i] for i in order if results[i] is None]
+            if missing:
+                raise RsSegError(f"{len(missing)} scene(s) were not indexed by the workers: {', '.join(missing)}")
+        else:
+            for i in order:
+                if results[i] is None:
+                    results[i] = _index_scene(job, keys[i], ids[i], scene_paths[i],
+                                              mask_paths[i] if mask_paths else None)
+                    bar.advance(task)
     done = [results[i] for i in order]
     tiles = [t for r in done for t in r.tiles]
     if not tiles:

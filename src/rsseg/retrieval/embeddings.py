@@ -20,6 +20,7 @@ from torch import nn
 
 from rsseg.errors import RsSegError
 from rsseg.trained.predictor import Predictor
+from rsseg.safe_load import load_weights_only
 
 #: DINO ViTs of the seed -> timm architecture.
 DINO_ARCHS = {
@@ -152,15 +153,15 @@ class ViTSpec:
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise RsSegError(f"ViT weights file not found: {path}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             state: Any = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise RsSegError(f"{path} is not a readable weights file: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+            raise RsSegError(f"{path} is not a readable weights file: {exc}") from None
+    else:
+        state = load_weights_only(path, "weights file")  # an unsafe or corrupt file: one line
     for key in ("teacher", "state_dict", "model"):  # DINO and training checkpoints wrap it
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -38,6 +38,7 @@ import numpy as np
 
 from rsseg.classes import ClassTable
 from rsseg.errors import RsSegError
+from rsseg.io import sync_tree, write_error
 from rsseg.retrieval.signatures import SignatureSpace
 
 FORMAT = "rsseg-retrieval-index"
@@ -75,10 +76,19 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     old = None
     try:
         yield tmp
+        sync_tree(tmp)  # a full disk may show only now: the old index must stay
         if path.exists():
             old = path.parent / f"{tmp.name}.old"
             os.replace(path, old)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if old is not None:
+                os.replace(old, path)
+                old = None
+            raise
+    except OSError as exc:
+        raise write_error(path, exc) from exc
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

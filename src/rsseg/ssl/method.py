@@ -30,6 +30,7 @@ from rsseg.config import Config
 from rsseg.config.pretrain import PretrainConfig
 from rsseg.models import build_model, encoder_of
 from rsseg.models.encoders import encoder_features, feature_widths
+from rsseg.safe_load import plain_data
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,3 +131,6 @@ class SimCLRTask(L.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["hyper_parameters"] = plain_data(checkpoint.get("hyper_parameters", {}))  # loads weights-only

@@ -32,6 +32,7 @@ from rsseg.data.tiles import band_stats
 from rsseg.errors import RsSegError
 from rsseg.io import atomic_write_text, ensure_writable_dir
 from rsseg.runtime import accelerator_device_type, use_bf16, use_channels_last
+from rsseg.safe_load import read_lightning_checkpoint
 from rsseg.ssl.data import (
     Raster,
     UnlabelledTiles,
@@ -41,6 +42,7 @@ from rsseg.ssl.data import (
     scan_rasters,
 )
 from rsseg.ssl.export import export_encoder
+from rsseg.training.callbacks import StopOnNonFinite
 from rsseg.ssl.method import SimCLRTask
 from rsseg.training.rundir import merge_csv_log, new_run_dir, preserve_csv_log, quiet_lightning
 
@@ -155,14 +157,20 @@ def pretrain(
     progress: bool = True,
 ) -> PretrainResult:
     """Pretrain ``cfg.model``'s encoder on unlabelled tiles into a new run (or continue ``resume``)."""
+    # precision first: a bf16 the device cannot run fails before the run directory is made
+    accelerator = cfg.train.accelerator
+    device_type = accelerator_device_type(accelerator)
+    bf16 = use_bf16(cfg.train.precision, device_type)
+    channels_last = use_channels_last(cfg.train.channels_last, bf16, device_type)
     pcfg = pretrain_section(cfg, pretrain_cfg)
     if resume is not None:
         run_dir = Path(resume)
         ckpt_path: Path | None = run_dir / "checkpoints" / "last.ckpt"
         if not ckpt_path.exists():  # type: ignore[union-attr]
             raise RsSegError(f"cannot resume: {ckpt_path} not found")
+        resumed = read_lightning_checkpoint(ckpt_path)["hyper_parameters"]  # before config.yaml is replaced
     else:
-        run_dir, ckpt_path = new_run_dir(cfg, config_name), None
+        run_dir, ckpt_path, resumed = new_run_dir(cfg, config_name), None, None
     dump = cfg.model_dump(mode="json")
     dump["pretrain"] = pcfg.model_dump(mode="json")
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(dump, sort_keys=False))
@@ -191,12 +199,8 @@ def pretrain(
     loader = DataLoader(dataset, batch_size=pcfg.batch_size, shuffle=True, drop_last=len(dataset) > pcfg.batch_size,
                         num_workers=workers, persistent_workers=workers > 0)
 
-    accelerator = cfg.train.accelerator
-    device_type = accelerator_device_type(accelerator)
-    bf16 = use_bf16(cfg.train.precision, device_type)
-    channels_last = use_channels_last(cfg.train.channels_last, bf16, device_type)
     if ckpt_path is not None:
-        _check_resume(ckpt_path, n_bands)
+        _check_resume(ckpt_path, resumed or {}, n_bands)
     task = SimCLRTask(cfg.model_dump(mode="json"), pcfg.model_dump(mode="json"), n_bands, mean, std, names,
                       channels_last)
 
@@ -218,6 +222,7 @@ def pretrain(
         ],
         callbacks=[
             EpochCheckpoint(run_dir, encoder_path),
+            StopOnNonFinite(),
             *([RichProgressBar(leave=True)] if progress else []),
         ],
         enable_progress_bar=progress,
@@ -232,7 +237,7 @@ def pretrain(
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
         warnings.filterwarnings("ignore", ".*Experiment logs directory.*exists and is not empty.*")
-        trainer.fit(task, loader, ckpt_path=ckpt_path)
+        trainer.fit(task, loader, ckpt_path=ckpt_path, weights_only=True)
     seconds = time.perf_counter() - start
     if history is not None:
         merge_csv_log(run_dir, history)
@@ -248,12 +253,9 @@ def pretrain(
     )
 
 
-def _check_resume(ckpt_path: Path, n_bands: int) -> None:
-    """Resuming on images with other bands than the run's is an error naming the checkpoint."""
-    try:
-        hp = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
-    except Exception as exc:  # noqa: BLE001 (torch raises many types for a bad file)
-        raise RsSegError(f"cannot read checkpoint {ckpt_path}: {exc}") from None
+def _check_resume(ckpt_path: Path, hp: dict, n_bands: int) -> None:
+    """Resuming on images with other bands than the run's is an error naming the checkpoint
+    (``hp``: its hyper-parameters, read weights-only before Lightning sees the file)."""
     if hp.get("in_channels") not in (None, n_bands):
         raise RsSegError(f"{ckpt_path} was pretrained on {hp['in_channels']} bands; the images now give {n_bands}")
 

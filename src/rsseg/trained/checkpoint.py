@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
 
 from rsseg.classes import ClassTable
-from rsseg.config import Config
+from rsseg.config import Config, load_config, override_config
 from rsseg.errors import RsSegError
 from rsseg.models import build_model
 from rsseg.trained.predictor import Predictor
 from rsseg.runtime import default_device, inference_batch_size, use_bf16, use_channels_last
+from rsseg.safe_load import read_lightning_checkpoint
 
 
 def read_checkpoint(path: Path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise RsSegError(f"checkpoint not found: {path}")
-    if path.is_dir():
-        raise RsSegError(f"checkpoint path is a directory, expected a .ckpt file: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
-        raise RsSegError(f"{path} is not a readable checkpoint (corrupt or truncated?): {exc}") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        raise RsSegError(f"{path} is not an rsseg checkpoint (no state_dict/hyper_parameters)")
+    """A training checkpoint, loaded weights-only (opening it never runs code: ``rsseg.safe_load``)."""
+    ckpt = read_lightning_checkpoint(path)
     hp = ckpt["hyper_parameters"]
     missing = [k for k in ("config", "classes", "mean", "std") if k not in hp]
     if missing:
@@ -35,9 +25,25 @@ def read_checkpoint(path: Path) -> dict:
     return ckpt
 
 
+def checkpoint_config(path: Path, overrides: list[str] | tuple[str, ...] = (),
+                      config: Path | None = None) -> Config:
+    """The config to use a checkpoint with: ``config`` (a YAML file) when given, else the
+    checkpoint's own saved config, with ``overrides`` on top; never the defaults, which would
+    point another dataset kind (e.g. the synthetic generator) at the user's folder."""
+    if config is not None:
+        return load_config(config, overrides)
+    saved = read_checkpoint(path)["hyper_parameters"]["config"]
+    if not isinstance(saved, dict):
+        raise RsSegError(f"{path} is not an rsseg checkpoint (its saved config is not a mapping)")
+    return override_config(saved, overrides, f"{path} (its saved config)")
+
+
 def load_predictor(path: Path, *, device: torch.device | None = None, config: Config | None = None) -> Predictor:
     """Checkpoint -> ready-to-run ``Predictor``; ``config`` replaces the run's saved config
-    (inference settings, data); ``predictor.config`` is whichever was used."""
+    (inference settings, data); ``predictor.config`` is whichever was used.
+
+    Precision is ``infer.precision`` (fp32 unless set), not ``train.precision``: a map must
+    not change with the CPU it is made on (README, "Precision")."""
     ckpt = read_checkpoint(path)
     hp = ckpt["hyper_parameters"]
     try:
@@ -53,7 +59,7 @@ def load_predictor(path: Path, *, device: torch.device | None = None, config: Co
         raise RsSegError(f"{path}: checkpoint does not match its model config: {exc}") from None
     cfg = config or saved
     device = device or default_device()
-    bf16 = use_bf16(cfg.train.precision, device.type)
+    bf16 = use_bf16(cfg.infer.precision, device.type, key="infer.precision")
     bands = hp.get("bands")
     return Predictor(
         model=model,
@@ -68,4 +74,13 @@ def load_predictor(path: Path, *, device: torch.device | None = None, config: Co
         channels_last=use_channels_last(cfg.train.channels_last, bf16, device.type),
         device=device,
         config=cfg,
+        temperature=_temperature(path, hp),
     )
+
+
+def _temperature(path: Path, hp: dict) -> float:
+    """``hyper_parameters["temperature"]`` (``rsseg calibrate``), 1.0 when absent."""
+    t = hp.get("temperature", 1.0)
+    if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t < float("inf"):
+        raise RsSegError(f"{path}: hyper_parameters.temperature must be a positive number, got {t!r}")
+    return float(t)

@@ -85,6 +85,7 @@ def build_metadata(predictor: Predictor, stride: int, opset: int) -> dict:
         "model": model_cfg,
         "input": INPUT_NAME,
         "output": OUTPUT_NAME,
+        "temperature": float(getattr(predictor, "temperature", 1.0)),
     }
 
 
@@ -166,7 +167,7 @@ def export_predictor(predictor: Predictor, out: Path, *, opset: int | None = Non
     session = open_session(data, name=str(out))
     odd = (max(stride + 1, window // 2 + 3), window + 5)  # not multiples of the stride
     diff = verify(session, model, [(2, c, window, window), (1, c, *odd)], str(out))
-    with atomic_path(out) as tmp:
+    with atomic_path(out, min_size=len(data)) as tmp:  # the whole model, or the old file stays
         tmp.write_bytes(data)
     log.info("wrote %s (%.1f MB, max abs diff vs torch %.2g)", out, len(data) / 1e6, diff)
     return out

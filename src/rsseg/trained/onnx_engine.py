@@ -191,6 +191,7 @@ def load_onnx_predictor(path: Path, device: Any = None, *, threads: int | None =
         channels_last=False,
         device="cpu",  # ORT takes and returns host arrays whatever its provider
         input_range=_input_range(meta, len(meta["mean"]), path),
+        temperature=float(meta.get("temperature", 1.0)),  # ``rsseg calibrate``, carried by export
     )
 
 

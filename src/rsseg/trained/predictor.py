@@ -41,7 +41,7 @@ class Predictor:
     window: int = 256
     keep: int = 224
     batch_size: int = 8
-    precision: Literal["bf16", "32"] = "bf16"
+    precision: Literal["bf16", "32"] = "32"  # maps independent of the machine (rsseg.runtime)
     channels_last: bool = True
     device: Any = "cpu"
     #: the run's ``rsseg.config.Config`` when loaded from a checkpoint (data, model, infer...)
@@ -49,6 +49,8 @@ class Predictor:
     #: (low, high) per model band of the normalised inputs an int8 model was calibrated on
     #: (``rsseg quantize``); scenes beyond it get a warning (``rsseg.infer.input_range``)
     input_range: tuple[list[float], list[float]] | None = None
+    #: probabilities are softmax(logits / temperature), fitted by ``rsseg calibrate`` (classes unchanged)
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if self.numpy_native:

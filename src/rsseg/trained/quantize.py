@@ -32,7 +32,7 @@ from rasterio.windows import Window
 
 from rsseg.data.rasters import READ_ERRORS
 from rsseg.errors import RsSegError
-from rsseg.io import atomic_path, check_input, ensure_writable_dir
+from rsseg.io import WriteFailed, atomic_path, check_input, ensure_writable_dir
 from rsseg.trained.onnx_engine import (
     METADATA_KEY,
     OrtModule,
@@ -174,9 +174,12 @@ def quantize_onnx(
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+    data = proto.SerializeToString()
     try:
-        with atomic_path(out) as tmp_out:
-            tmp_out.write_bytes(proto.SerializeToString())
+        with atomic_path(out, min_size=len(data)) as tmp_out:
+            tmp_out.write_bytes(data)
+    except WriteFailed:  # already one line naming the file
+        raise
     except OSError as exc:
         raise RsSegError(f"cannot write {out}: {exc.strerror or exc}") from exc
     return QuantizeResult(out, agreement, len(calib), len(check))

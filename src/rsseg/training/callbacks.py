@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch import nn
 
 from rsseg.errors import RsSegError
+
+log = logging.getLogger(__name__)
 
 
 def find_encoder(model: nn.Module, model_name: str) -> nn.Module:
@@ -41,9 +49,99 @@ class FreezeEncoder(Callback):
             self.encoder.eval()
 
 
+class StopOnNonFinite(Callback):
+    """Stop with an ``RsSegError`` at the first non-finite loss or gradient, before the step.
+
+    Why: one NaN step makes every weight NaN, and the run would still end "successfully"
+    with NaN checkpoints and a report. Checked after backward and before the optimiser step
+    (one device sync a step: the loss and the summed gradient norms together), so the weights
+    are never updated with it and the checkpoints already written are the last good ones.
+    bf16 autocast is treated the same: without a loss scaler nothing skips such a step.
+    """
+
+    def __init__(self) -> None:
+        self._loss: torch.Tensor | None = None
+        self._batch = 0
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        self._loss, self._batch = None, batch_idx
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
+        self._loss = loss.detach()
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
+        loss, self._loss = self._loss, None
+        if loss is None:  # nothing was back-propagated (a training_step that returned None)
+            return
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        total = loss.float().sum()
+        if grads:  # one fused norm kernel per device (torch's clip_grad_norm_ uses it too)
+            total = total + torch.stack(torch._foreach_norm(grads)).float().sum().to(total.device)
+        if bool(torch.isfinite(total)):
+            return
+        if not bool(torch.isfinite(loss).all()):
+            what = f"the loss is {loss.float().sum().item()}"
+        else:
+            what = f"the gradient of {_first_nonfinite_grad(pl_module)} is not finite"
+        raise RsSegError(stop_message(trainer, what, self._batch))
+
+
+def _first_nonfinite_grad(module: nn.Module) -> str:
+    for name, p in module.named_parameters():
+        if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+            return name
+    return "some parameter"
+
+
+def stop_message(trainer: L.Trainer, what: str, batch: int) -> str:
+    """One line: where training stopped (epoch and step counted from 0, as Lightning and
+    logs/metrics.csv count them) and which checkpoint is kept."""
+    run_dir = Path(trainer.default_root_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    kept = f"{last} is the last good checkpoint" if last.exists() else "no checkpoint was written"
+    return (
+        f"{run_dir}: training stopped at epoch {trainer.current_epoch}, step {trainer.global_step} "
+        f"(batch {batch} of the epoch): {what}; the weights were not updated with it and {kept}; "
+        "check the images for NaN/inf values or lower optim.lr"
+    )
+class EpochSeeds(Callback):
+    """Reseed torch, numpy and ``random`` from ``(seed, epoch)`` as each training epoch starts.
+
+    Why: a run resumed from ``last.ckpt`` would otherwise continue with generators seeded at
+    start-up, not where the uninterrupted run had left them (dropout, the DataLoader's
+    draws); this way both start every epoch alike (``rsseg.data.seeding``). ``samplers``
+    (``EpochSampler``) learn the resumed epoch on loading: Lightning starts the DataLoader,
+    whose workers prefetch, before its first ``set_epoch``.
+    """
+
+    def __init__(self, seed: int, samplers: Sequence[Any] = ()) -> None:
+        self.seed = seed
+        self.samplers = list(samplers)
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+        epoch = progress.get("processed", checkpoint.get("epoch", 0))  # what Lightning passes to set_epoch
+        for sampler in self.samplers:
+            sampler.set_epoch(epoch)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"seed": self.seed}  # plain data: checkpoints load with weights_only=True
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("seed", self.seed) != self.seed:
+            log.warning("train.seed is %s but the run was started with seed %s: the resumed epochs will not "
+                        "repeat an uninterrupted run", self.seed, state_dict["seed"])
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from rsseg.data.seeding import derive_seed, seed_all
+
+        seed_all(derive_seed(self.seed, trainer.current_epoch))
+
+
 def training_callbacks(cfg, model: nn.Module) -> list[Callback]:
-    """Early stopping and encoder freezing as the ``train`` section asks (``cfg``: Config)."""
-    callbacks: list[Callback] = []
+    """Early stopping and encoder freezing as the ``train`` section asks (``cfg``: Config),
+    and the stop on a non-finite loss (always)."""
+    callbacks: list[Callback] = [StopOnNonFinite()]
     stop = cfg.train.early_stopping
     if stop is not None:
         callbacks.append(

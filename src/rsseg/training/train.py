@@ -18,12 +18,22 @@ from torch.utils.data import DataLoader
 
 from rsseg import __version__
 from rsseg.allocator import warm_allocator
-from rsseg.training.callbacks import training_callbacks
+from rsseg.training.callbacks import EpochSeeds, training_callbacks
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.config import Config
 from rsseg.data.datasets.tables import metric_classes
+from rsseg.data.seeding import EpochSampler, SeededDraws
 from rsseg.data.sources import get_source
+from rsseg.data.shard import shard_loaders
 from rsseg.data.subset import select_training_chips
+from rsseg.distributed import (
+    check_launch,
+    cluster_run_name,
+    launch_rank,
+    lightning_strategy,
+    run_dir_for_children,
+    shared_run_dir,
+)
 from rsseg.errors import RsSegError
 from rsseg.io import atomic_write_text
 from rsseg.training.losses import build_loss
@@ -33,6 +43,7 @@ from rsseg.training.optim import build_optimizer
 from rsseg.training.rundir import merge_csv_log, new_run_dir, preserve_csv_log, quiet_lightning
 from rsseg.report import record_timing, try_write_report
 from rsseg.runtime import accelerator_device_type, use_bf16, use_channels_last
+from rsseg.safe_load import plain_data, read_lightning_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +103,9 @@ class SegmentationTask(L.LightningModule):
         self.val_confusion.update(logits.argmax(1), masks)
 
     def on_validation_epoch_end(self) -> None:
+        if self.trainer.world_size > 1:  # exact over the whole val set: counts summed, not mIoUs averaged
+            self.val_confusion.sum_across(
+                lambda t: self.trainer.strategy.reduce(t.to(self.device), reduce_op="sum"))
         metrics = compute_metrics(self.val_confusion.matrix, metric_classes(self.classes, self.cfg.data))
         for key in ("miou", "oa", "mf1"):
             value = metrics[key]
@@ -99,6 +113,10 @@ class SegmentationTask(L.LightningModule):
 
     def configure_optimizers(self):
         return build_optimizer(self.cfg.optim, self.model.parameters(), self.trainer)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["hyper_parameters"] = plain_data(checkpoint.get("hyper_parameters", {}))  # loads weights-only
+        checkpoint["val_confusion"] = self.val_confusion.matrix.tolist()  # the last validation's counts
 
 
 def _recorded_seconds(run_dir: Path) -> float:
@@ -118,6 +136,8 @@ class TrainResult:
     epochs: int
     #: scenes left out under ``data.on_error: skip`` (``rsseg.data.index.Skipped``)
     skipped: list = field(default_factory=list)
+    #: the process's rank: only rank 0 wrote the run directory (``rsseg.distributed``)
+    global_rank: int = 0
 
 
 def _validation_scenes(source: Any, cfg: Config) -> list:
@@ -132,6 +152,16 @@ def _validation_scenes(source: Any, cfg: Config) -> list:
     return source.scenes("val")
 
 
+def _own_run_dir(cfg: Config, config_name: str, rank: int) -> Path:
+    """Rank 0 makes the run directory; a rank started on its own must find it by name."""
+    if rank == 0:
+        return new_run_dir(cfg, config_name)
+    if cfg.output.name is None:
+        raise RsSegError("output.name: set it when the processes of a run start separately "
+                         "(torchrun, several nodes): every rank must name the same run directory")
+    return Path(cfg.output.dir) / cfg.output.name
+
+
 def train(
     cfg: Config,
     *,
@@ -140,15 +170,27 @@ def train(
     progress: bool = True,
 ) -> TrainResult:
     """Train ``cfg`` into a new run directory, or continue the run in ``resume``."""
+    # precision first: a bf16 the device cannot run fails before the run directory is made
+    accelerator = cfg.train.accelerator
+    device_type = accelerator_device_type(accelerator)
+    bf16 = use_bf16(cfg.train.precision, device_type)
+    channels_last = use_channels_last(cfg.train.channels_last, bf16, device_type)
+    check_launch(cfg.train, device_type)
+    rank = launch_rank(cfg.train.devices)
+    if cfg.output.name is None and cluster_run_name(config_name):  # every SLURM rank names it alike
+        cfg = cfg.model_copy(deep=True)
+        cfg.output.name = cluster_run_name(config_name)
     if resume is not None:
         run_dir = Path(resume)
         ckpt_path = run_dir / "checkpoints" / "last.ckpt"
         if not ckpt_path.exists():
             raise RsSegError(f"cannot resume: {ckpt_path} not found")
+        read_lightning_checkpoint(ckpt_path)  # weights-only, before Lightning: a bad file is one line
     else:
-        run_dir = new_run_dir(cfg, config_name)
+        run_dir = (shared_run_dir() if rank > 0 else None) or _own_run_dir(cfg, config_name, rank)
         ckpt_path = None
-    atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
+    if rank == 0:
+        atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
 
     quiet_lightning()
     if cfg.train.threads:
@@ -168,15 +210,11 @@ def train(
                   persistent_workers=cfg.data.num_workers > 0)
     # data.subset / data.restrict filter the training chips; data.sampling gives the epoch sampler
     sampler = select_training_chips(train_ds, cfg.data, classes, source.cache_dir())
-    drawn = len(sampler) if sampler is not None else len(train_ds)  # type: ignore[arg-type]
-    train_dl = DataLoader(train_ds, shuffle=sampler is None, sampler=sampler,
-                          drop_last=drawn > cfg.data.batch_size, **loader)
+    # every draw seeded from (seed, epoch, position): a resumed run repeats the epochs exactly
+    sampler = EpochSampler(sampler, len(train_ds), cfg.train.seed)
+    train_dl = DataLoader(SeededDraws(train_ds), sampler=sampler,
+                          drop_last=len(sampler) > cfg.data.batch_size, **loader)
     val_dl = DataLoader(val_ds, shuffle=False, **loader) if val_ds is not None else None
-
-    accelerator = cfg.train.accelerator
-    device_type = accelerator_device_type(accelerator)
-    bf16 = use_bf16(cfg.train.precision, device_type)
-    channels_last = use_channels_last(cfg.train.channels_last, bf16, device_type)
 
     class_counts = None
     if isinstance(cfg.loss.class_weights, str):  # "inverse" / "median" need the class priors
@@ -195,10 +233,13 @@ def train(
         save_last=True,
         auto_insert_metric_name=False,
     )
-    history = preserve_csv_log(run_dir) if resume is not None else None
+    history = preserve_csv_log(run_dir) if resume is not None and rank == 0 else None
     trainer = L.Trainer(
         default_root_dir=run_dir,
         max_epochs=cfg.train.epochs,
+        num_nodes=cfg.train.num_nodes,
+        strategy=lightning_strategy(cfg.train),
+        use_distributed_sampler=False,  # rsseg.data.shard: no padded validation, custom samplers shared
         max_time=dt.timedelta(minutes=cfg.train.max_minutes) if cfg.train.max_minutes else None,
         accelerator=accelerator,
         devices=cfg.train.devices,
@@ -214,22 +255,26 @@ def train(
         ],
         callbacks=[
             checkpoints,
+            EpochSeeds(cfg.train.seed, [sampler]),
             *training_callbacks(cfg, task.model),
             *([RichProgressBar(leave=True)] if progress else []),
         ],
         enable_progress_bar=progress,
         enable_model_summary=False,
     )
+    if trainer.world_size > 1:
+        train_dl, val_dl = shard_loaders(train_dl, val_dl, trainer.world_size, cfg.train.seed)
     log.info("training %s on %d chips (%d validation), bf16=%s", cfg.model.name, len(train_ds),
              len(val_ds) if val_ds is not None else 0, bf16)
     start = time.perf_counter()
     # freed activations kept in the process (rsseg.allocator): +11-12 % training images/s
     # for unet, smp-unet and segformer on the 2-core bench machine (benchmarks/models.py)
-    with warnings.catch_warnings(), warm_allocator():
+    with warnings.catch_warnings(), warm_allocator(), run_dir_for_children(run_dir):
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*but have no `val_dataloader`.*")  # data.split.val: []
         warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
-        trainer.fit(task, train_dl, val_dl, ckpt_path=ckpt_path)
+        warnings.filterwarnings("ignore", ".*sync_dist=True.*")  # val metrics are summed counts already
+        trainer.fit(task, train_dl, val_dl, ckpt_path=ckpt_path, weights_only=True)
     seconds = time.perf_counter() - start
     skipped = [*source.skipped, *train_ds.skipped, *(val_ds.skipped if val_ds is not None else [])]
     if skipped:
@@ -241,11 +286,14 @@ def train(
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer.save_checkpoint(last)  # also covers a stop by max_minutes in the middle of an epoch
     best = Path(checkpoints.best_model_path) if checkpoints.best_model_path else last
+    score = checkpoints.best_model_score
+    if not trainer.is_global_zero:  # rank 0 writes timings and the report
+        return TrainResult(run_dir, best, last, None if score is None else float(score), seconds,
+                           trainer.current_epoch, skipped, trainer.global_rank)
 
     previous = 0.0 if resume is None else _recorded_seconds(run_dir)
     record_timing(run_dir, train=previous + seconds)
     try_write_report(run_dir)
-    score = checkpoints.best_model_score
     return TrainResult(
         run_dir=run_dir,
         best_checkpoint=best,

@@ -209,6 +209,7 @@ class Source:
             augment=False, transform=transform if train else None,
             codec=self.codec, cache_dir=self.cache_dir(), on_error=cfg.on_error,
             decoded_cache=cfg.decoded_cache,
+            image_nodata=[v for v in cfg.nodata_values if isinstance(v, str)],  # nan/inf of float images
         )
         if train and transform is None:  # the YAML pipeline (data.augment); None when all off
             dataset.transform = build_augment(cfg.augment, len(dataset.mean))

@@ -43,8 +43,8 @@ class FolderSource(Source):
     def make_codec(self) -> MaskCodec:
         specs, where, nodata = self._specs()
         cfg = self.cfg
-        if nodata and not cfg.nodata_values:
-            cfg = cfg.model_copy(update={"nodata_values": nodata})
+        if nodata and all(isinstance(v, str) for v in cfg.nodata_values):  # only image nan/inf set
+            cfg = cfg.model_copy(update={"nodata_values": [*cfg.nodata_values, *nodata]})
         return specs_codec(specs, cfg, where)
 
     def list_scenes(self) -> list[Scene]:

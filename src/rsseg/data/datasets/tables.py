@@ -64,7 +64,7 @@ def specs_table(specs: list[ClassSpec]) -> ClassTable:
 def specs_codec(specs: list[ClassSpec], cfg: DataConfig, where: str) -> MaskCodec:
     """Index masks: class value (default: its position) -> index; colour masks: colour -> index."""
     ints = [v for v in cfg.nodata_values if isinstance(v, int)]
-    colors = [tuple(v) for v in cfg.nodata_values if not isinstance(v, int)]
+    colors = [tuple(v) for v in cfg.nodata_values if not isinstance(v, int | str)]  # str: image nan/inf
     if cfg.mask_encoding == "color":
         missing = [s.name for s in specs if s.color is None]
         if missing:

@@ -17,11 +17,12 @@ import numpy as np
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.data.synthetic.render import SYNTHETIC_CLASSES, generate_scene
 from rsseg.errors import RsSegError
-from rsseg.io import atomic_path, atomic_write_text, ensure_writable_dir
+from rsseg.io import WriteFailed, atomic_path, atomic_write_text, ensure_writable_dir, raster_writer
 
 DEFAULT_CRS, DEFAULT_ORIGIN = "EPSG:32633", (500000.0, 5600000.0)  # UTM 33N, central Europe
 DEFAULT_SPLITS = {"train": 8, "val": 2, "test": 2}
 _DATASET_VERSION = 1
+_GENERATOR = "rsseg.data.synthetic"
 
 
 def write_scene(image: np.ndarray, mask: np.ndarray | None, image_path: Path | str,
@@ -44,16 +45,18 @@ def write_scene(image: np.ndarray, mask: np.ndarray | None, image_path: Path | s
                "compress": "deflate"}
     path = Path(image_path)
     try:
-        with atomic_path(path) as tmp, rasterio.open(tmp, "w", count=3, photometric="RGB",
-                                                     predictor=2, **profile) as dst:
+        with atomic_path(path) as tmp, raster_writer(tmp, count=3, photometric="RGB",
+                                                   predictor=2, **profile) as dst:
             dst.write(image)
         if mask_path is not None:
             path = Path(mask_path)
-            with atomic_path(path) as tmp, rasterio.open(tmp, "w", count=1, nodata=IGNORE_INDEX,
-                                                         **profile) as dst:
+            with atomic_path(path) as tmp, raster_writer(tmp, count=1, nodata=IGNORE_INDEX,
+                                                       **profile) as dst:
                 dst.write(mask, 1)
                 cmap = {i: (*c, 255) for i, c in enumerate(classes.colors)}
                 dst.write_colormap(1, {**cmap, IGNORE_INDEX: (0, 0, 0, 0)})
+    except WriteFailed:  # already one line naming the file
+        raise
     except (rasterio.errors.RasterioError, OSError) as exc:
         raise RsSegError(f"cannot write GeoTIFF {path}: {exc}") from exc
 
@@ -70,6 +73,7 @@ def generate_dataset(root: Path | str, *, splits: dict[str, int] | None = None,
 
     Returns at once when manifest.json records identical parameters and every file exists, so
     the demo and the tests can call it on every run; missing scenes alone are regenerated.
+    A non-empty folder without this generator's manifest is refused before anything is written.
     """
     root = ensure_writable_dir(Path(root))
     splits = dict(DEFAULT_SPLITS if splits is None else splits)
@@ -78,7 +82,7 @@ def generate_dataset(root: Path | str, *, splits: dict[str, int] | None = None,
         if not plain or not isinstance(n, int) or n < 0:
             raise RsSegError(f"bad split {name!r}: {n!r} (need a plain name and a count >= 0)")
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    params = {"generator": "rsseg.data.synthetic", "version": _DATASET_VERSION, "splits": splits,
+    params = {"generator": _GENERATOR, "version": _DATASET_VERSION, "splits": splits,
               "size": [h, w], "seed": int(seed), "crs": DEFAULT_CRS, "pixel_size": 1.0,
               "classes": SYNTHETIC_CLASSES.to_dict()}
     jobs = [(s, f"scene_{i:03d}.tif") for s, n in splits.items() for i in range(n)]
@@ -88,18 +92,16 @@ def generate_dataset(root: Path | str, *, splits: dict[str, int] | None = None,
               for k, (s, f) in enumerate(jobs)]
     files = [f"{sc['split']}/{kind}/{sc['file']}" for sc in scenes for kind in ("images", "masks")]
     manifest = root / "manifest.json"
-    try:
-        old = json.loads(manifest.read_text())
-        old = old if isinstance(old, dict) else {}
-    except (OSError, ValueError):
-        old = {}
+    old = _own_manifest(root, manifest)
     same = old.get("params") == params
     if same and all((root / f).is_file() for f in files):
         return root
-    for stale in set(old.get("files", [])) - set(files):  # only scene files this generator wrote
-        if isinstance(stale, str) and re.fullmatch(r"[\w.-]+/(images|masks)/scene_\d+\.tif", stale):
+    old_files = [f for f in old.get("files", []) if isinstance(f, str)]
+    for stale in set(old_files) - set(files):  # only scene files this generator wrote
+        if re.fullmatch(r"[\w.-]+/(images|masks)/scene_\d+\.tif", stale):
             (root / stale).unlink(missing_ok=True)
-    manifest.unlink(missing_ok=True)  # an interrupted run must not look complete
+    # an interrupted run must not look complete, yet the folder stays recognisably ours
+    atomic_write_text(manifest, json.dumps({"generator": _GENERATOR, "files": files}, indent=2))
     SYNTHETIC_CLASSES.save(root / "classes.json")
     todo = [sc for sc in scenes if not (same and all(
         (root / sc["split"] / kind / sc["file"]).is_file() for kind in ("images", "masks")))]
@@ -117,6 +119,23 @@ def generate_dataset(root: Path | str, *, splits: dict[str, int] | None = None,
     record = {"params": params, "scenes": scenes, "files": files}
     atomic_write_text(manifest, json.dumps(record, indent=2))
     return root
+
+
+def _own_manifest(root: Path, manifest: Path) -> dict:
+    """This generator's manifest in ``root`` ({} for a new or empty folder); a non-empty folder
+    without one holds someone else's files, which must never be overwritten."""
+    try:
+        old = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        old = None
+    if isinstance(old, dict):
+        params = old.get("params")
+        if _GENERATOR in (old.get("generator"), params.get("generator") if isinstance(params, dict) else None):
+            return old
+    if any(root.iterdir()):
+        raise RsSegError(f"{root} is not empty and was not made by the synthetic generator (no manifest.json "
+                         "of its own): it would overwrite files there; choose a new or empty folder as data.root")
+    return {}
 
 
 def generate_large_scene(path: Path | str, size: int = 4096, seed: int = 1234,
