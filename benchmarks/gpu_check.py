@@ -32,7 +32,7 @@ def say(step: str, text: str) -> None:
 
 def train_on_cuda(work: Path, epochs: int) -> Path:
     from rsseg.config import load_config
-    from rsseg.train import train
+    from rsseg.training.train import train
 
     demo = ROOT / "src" / "rsseg" / "configs" / "demo.yaml"
     cfg = load_config(demo, [f"data.root={work / 'data'}", f"output.dir={work / 'runs'}", "output.name=gpu",
@@ -47,7 +47,7 @@ def predict_both(ckpt: Path, work: Path) -> tuple[np.ndarray, np.ndarray]:
     import rasterio
     import torch
 
-    from rsseg.checkpoint import load_predictor
+    from rsseg.trained.checkpoint import load_predictor
     from rsseg.data.synthetic import generate_scene, write_scene
     from rsseg.infer import predict_file
 
@@ -72,8 +72,8 @@ def onnx_cuda(ckpt: Path, work: Path, cpu_map: np.ndarray) -> None:
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         say("onnx", "skipped: onnxruntime has no CUDAExecutionProvider here (pip install onnxruntime-gpu)")
         return
-    from rsseg.export import export_onnx
-    from rsseg.onnx_engine import load_onnx_predictor
+    from rsseg.trained.export import export_onnx
+    from rsseg.trained.onnx_engine import load_onnx_predictor
 
     model = export_onnx(ckpt, work / "model.onnx")
     predictor = load_onnx_predictor(model, device="cuda")

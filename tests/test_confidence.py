@@ -12,10 +12,10 @@ import torch
 from typer.testing import CliRunner
 
 from rsseg.calibration import ReliabilityBins, logit_rows, softmax
-from rsseg.checkpoint import load_predictor
+from rsseg.trained.checkpoint import load_predictor
 from rsseg.cli import app
 from rsseg.data.synthetic import generate_scene, write_scene
-from rsseg.export import export_onnx
+from rsseg.trained.export import export_onnx
 from rsseg.infer import predict_file
 from rsseg.infer.confidence import confidence
 from rsseg.infer.loading import load_model

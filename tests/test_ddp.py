@@ -173,7 +173,7 @@ def ddp_run(tmp_path_factory, tiny_config_path):
 
 
 def test_two_processes_end_to_end(ddp_run):
-    from rsseg.checkpoint import load_predictor
+    from rsseg.trained.checkpoint import load_predictor
 
     run, first, _second, files = ddp_run
     assert first.returncode == 0, first.stdout + first.stderr
@@ -187,12 +187,12 @@ def test_two_processes_end_to_end(ddp_run):
 
 
 def _single_process_evaluation(checkpoint: Path) -> tuple[np.ndarray, dict]:
-    from rsseg.checkpoint import read_checkpoint
+    from rsseg.trained.checkpoint import read_checkpoint
     from rsseg.config import Config
     from rsseg.data.datasets.tables import metric_classes
     from rsseg.data.sources import get_source
     from rsseg.metrics import ConfusionMatrix, compute_metrics
-    from rsseg.train import SegmentationTask
+    from rsseg.training.train import SegmentationTask
 
     hp = read_checkpoint(checkpoint)["hyper_parameters"]
     cfg = Config.model_validate(hp["config"])
@@ -209,7 +209,7 @@ def _single_process_evaluation(checkpoint: Path) -> tuple[np.ndarray, dict]:
 
 
 def test_validation_counts_equal_one_process_evaluation(ddp_run):
-    from rsseg.checkpoint import read_checkpoint
+    from rsseg.trained.checkpoint import read_checkpoint
 
     run, first, *_ = ddp_run
     assert first.returncode == 0, first.stderr
@@ -223,7 +223,7 @@ def test_validation_counts_equal_one_process_evaluation(ddp_run):
 
 
 def test_resume_two_processes(ddp_run):
-    from rsseg.checkpoint import read_checkpoint
+    from rsseg.trained.checkpoint import read_checkpoint
 
     run, _first, second, _files = ddp_run
     assert second.returncode == 0, second.stdout + second.stderr
@@ -234,7 +234,7 @@ def test_resume_two_processes(ddp_run):
 
 def test_two_processes_match_one_of_the_same_global_batch(ddp_run, tiny_config_path, tmp_path):
     from rsseg.config import load_config
-    from rsseg.train import train
+    from rsseg.training.train import train
 
     run, _first, second, _files = ddp_run
     assert second.returncode == 0, second.stderr

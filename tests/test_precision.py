@@ -10,14 +10,14 @@ import torch
 from typer.testing import CliRunner
 
 from rsseg import runtime
-from rsseg.checkpoint import load_predictor
+from rsseg.trained.checkpoint import load_predictor
 from rsseg.classes import ClassTable
 from rsseg.cli import app
 from rsseg.config import load_config
 from rsseg.data.synthetic import generate_scene, write_scene
 from rsseg.errors import RsSegError
 from rsseg.infer import PredictOptions
-from rsseg.predictor import Predictor
+from rsseg.trained.predictor import Predictor
 from rsseg.runtime import PRECISION_ENV, use_bf16
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
@@ -129,7 +129,7 @@ def test_bf16_on_a_gpu_without_it_fails_before_any_work(tiny_config_path, traine
 
 
 def test_an_onnx_model_refuses_bf16_and_keeps_fp32():
-    class Numpy:  # what rsseg.onnx_engine.OrtModule looks like to a Predictor
+    class Numpy:  # what rsseg.trained.onnx_engine.OrtModule looks like to a Predictor
         takes_numpy = True
 
     predictor = Predictor(model=Numpy(), classes=ClassTable(names=("a", "b"), colors=((0, 0, 0), (9, 9, 9))),

@@ -13,7 +13,7 @@ import rasterio
 from rasterio.features import rasterize
 from rio_cogeo.cogeo import cog_validate
 
-from rsseg.checkpoint import load_predictor
+from rsseg.trained.checkpoint import load_predictor
 from rsseg.infer import predict_file
 
 SCENES = {

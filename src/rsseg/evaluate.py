@@ -25,7 +25,7 @@ from rsseg.config import Config
 from rsseg.data.datasets.tables import metric_classes
 from rsseg.data.sources import get_source
 from rsseg.errors import RsSegError
-from rsseg.calibration import ReliabilityBins
+from rsseg.reliability import ReliabilityBins
 from rsseg.infer import count_windows, read_image
 from rsseg.io import ensure_writable_dir
 from rsseg.metrics import ConfusionMatrix, compute_metrics, save_metrics

@@ -185,7 +185,7 @@ def test_corrupt_files_are_named(tmp_path):
 
 def test_real_checkpoints_load_weights_only(tiny_run):
     """What rsseg writes is tensors and plain data: the weights-only reader takes it all."""
-    from rsseg.checkpoint import load_predictor, read_checkpoint
+    from rsseg.trained.checkpoint import load_predictor, read_checkpoint
 
     for path in (tiny_run.best_checkpoint, tiny_run.last_checkpoint):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -199,7 +199,7 @@ def test_numpy_hyper_parameters_are_saved_plain(tiny_run):
     """``on_save_checkpoint`` makes numpy values plain, so such a checkpoint still loads weights-only."""
     import numpy as np
 
-    from rsseg.train import SegmentationTask
+    from rsseg.training.train import SegmentationTask
 
     hp = torch.load(tiny_run.best_checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]
     hp = {**hp, "mean": np.asarray(hp["mean"], dtype=np.float32), "std": [np.float64(s) for s in hp["std"]]}
@@ -215,7 +215,7 @@ def test_numpy_hyper_parameters_are_saved_plain(tiny_run):
 def test_resume_loads_weights_only(run_copy, tiny_config_path, monkeypatch):
     """Lightning reads last.ckpt weights-only too (not only rsseg's check before it)."""
     from rsseg.config import load_config
-    from rsseg.train import train
+    from rsseg.training.train import train
 
     calls = []
     real_load = torch.load

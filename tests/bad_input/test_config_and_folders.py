@@ -66,7 +66,7 @@ def test_evaluate_set_root_never_writes_into_user_folder(tiny_run, user_dir: Pat
 
 def test_evaluate_set_applies_on_the_checkpoints_config(tiny_run, tmp_path: Path) -> None:
     """Only data.root changes: the synthetic settings are the checkpoint's, not the defaults."""
-    from rsseg.checkpoint import checkpoint_config, read_checkpoint
+    from rsseg.trained.checkpoint import checkpoint_config, read_checkpoint
     from rsseg.config import load_config
 
     saved = read_checkpoint(tiny_run.best_checkpoint)["hyper_parameters"]["config"]

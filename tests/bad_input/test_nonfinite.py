@@ -21,9 +21,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def _poisoned_loss(monkeypatch, *, at_call: int, gradient: bool = False) -> None:
     """The task's loss, made NaN (or given a NaN gradient) from its ``at_call``-th training call
     on (validation calls do not count): what NaN imagery or a diverging run produce."""
-    import rsseg.train
+    import rsseg.training.train
 
-    real = rsseg.train.build_loss
+    real = rsseg.training.train.build_loss
     calls = []
 
     def build(*args, **kwargs):
@@ -41,7 +41,7 @@ def _poisoned_loss(monkeypatch, *, at_call: int, gradient: bool = False) -> None
 
         return poisoned
 
-    monkeypatch.setattr(rsseg.train, "build_loss", build)
+    monkeypatch.setattr(rsseg.training.train, "build_loss", build)
 
 
 def _train(config: Path, name: str, *extra: str):

@@ -45,7 +45,7 @@ def evaluate(
     """Evaluate a checkpoint on whole scenes: metrics.json and a confusion-matrix PNG.
 
     --set overrides the --config file, or else the checkpoint's own config (never the defaults)."""
-    from rsseg.checkpoint import checkpoint_config
+    from rsseg.trained.checkpoint import checkpoint_config
     from rsseg.evaluate import evaluate as run_evaluate
     from rsseg.metrics import format_metrics_table
 

@@ -6,7 +6,7 @@ persistent worker keeps its own across epochs). Saving every generator would not
 the workers. Instead nothing random carries over an epoch boundary: the epoch's chip order
 comes from ``(seed, epoch)`` and every draw (random shift, augmentation) from
 ``(seed, epoch, position)``, whichever process reads it (``EpochSampler`` + ``SeededDraws``);
-``rsseg.callbacks.EpochSeeds`` reseeds the main process (dropout) from ``(seed, epoch)``.
+``rsseg.training.callbacks.EpochSeeds`` reseeds the main process (dropout) from ``(seed, epoch)``.
 The epoch is all a resume needs: ``last.ckpt`` is only written as an epoch ends (a
 ``train.max_minutes`` stop ends its epoch early, with a validation; Ctrl-C saves nothing).
 """

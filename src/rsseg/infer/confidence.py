@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from rsseg.classes import IGNORE_INDEX, ClassTable
+from rsseg.gis.qml import class_map_style, confidence_style, write_style
 from rsseg.infer.reader import SceneInfo
 from rsseg.infer.writers import PROB_SCALE, WRITE_ERRORS, RowWriter, probability_bytes, write_error
 
@@ -72,8 +73,6 @@ def style_paths(paths: dict[str, Path]) -> dict[str, Path]:
 
 def write_styles(paths: dict[str, Path], classes: ClassTable) -> None:
     """The ``style_paths`` sidecars (``rsseg.gis.qml``), so QGIS opens the maps styled."""
-    from rsseg.gis.qml import class_map_style, confidence_style, write_style
-
     for key in style_paths(paths):
         tif = paths[key.removesuffix("_qml")]
         style = (class_map_style(classes.names, classes.colors) if key == "classes_qml"

@@ -137,7 +137,7 @@ def legend_html(classes: ClassTable) -> str:
 
 def reliability_png(calibration: dict) -> bytes:
     """Reliability diagram (accuracy against confidence per bin, ECE in the title) over the
-    pixel count per bin: ``rsseg.calibration.ReliabilityBins.to_dict()``."""
+    pixel count per bin: ``rsseg.reliability.ReliabilityBins.to_dict()``."""
     n = calibration["bins"]
     edges = np.linspace(0, 1, n + 1)
     centres, width = (edges[:-1] + edges[1:]) / 2, 1 / n

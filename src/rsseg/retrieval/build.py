@@ -228,7 +228,7 @@ class _JobSpec:
 def _make_job(spec: _JobSpec, predictor=None) -> _Job:
     """The job of ``spec``: loads the model unless ``predictor`` is given (the main process)."""
     if predictor is None:
-        from rsseg.checkpoint import load_predictor
+        from rsseg.trained.checkpoint import load_predictor
 
         predictor = load_predictor(Path(spec.checkpoint))
     classes = effective_classes(predictor)
@@ -266,9 +266,9 @@ def _index_on_dask(spec: _JobSpec, todo: list, workers: int, advance) -> None:
     scenes in flight."""
     import os
 
-    import distributed
+    import distributed  # lazy: Dask only for --workers
 
-    from rsseg.infer.dask_runner import dask_client
+    from rsseg.infer.dask_runner import dask_client  # lazy: imports Dask
 
     client, cluster = dask_client(workers, None)
     threads = max(1, (os.cpu_count() or 1) // workers)
