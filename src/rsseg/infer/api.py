@@ -13,9 +13,8 @@ import numpy as np
 from rsseg.errors import RsSegError
 from rsseg.infer.options import PredictOptions, SceneResult, ScenesFailed
 from rsseg.infer.reader import RasterSource
-from rsseg.io import check_input
 from rsseg.infer.stream import predict_array, predict_scene
-from rsseg.io import ensure_writable_dir
+from rsseg.io import check_input, ensure_writable_dir
 from rsseg.trained.predictor import Predictor
 
 log = logging.getLogger(__name__)
