@@ -77,7 +77,8 @@ def test_early_stopping_and_freeze_callbacks_from_config() -> None:
     assert stop.monitor == "val_miou" and stop.patience == 3 and stop.mode == "max"
     freeze = next(c for c in callbacks if isinstance(c, FreezeEncoder))
     assert freeze.epochs == 2 and freeze._frozen(1) and not freeze._frozen(2)
-    assert training_callbacks(load_config(None, []), model) == []
+    defaults = training_callbacks(load_config(None, []), model)
+    assert [type(c).__name__ for c in defaults] == ["StopOnNonFinite"]  # always on; nothing else by default
     with pytest.raises(RsSegError, match="freeze_encoder"):
         load_config(None, ["train.freeze_encoder=-1"])
 

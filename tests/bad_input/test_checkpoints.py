@@ -204,7 +204,12 @@ def test_numpy_hyper_parameters_are_saved_plain(tiny_run):
     hp = torch.load(tiny_run.best_checkpoint, map_location="cpu", weights_only=True)["hyper_parameters"]
     hp = {**hp, "mean": np.asarray(hp["mean"], dtype=np.float32), "std": [np.float64(s) for s in hp["std"]]}
     checkpoint = {"hyper_parameters": hp}
-    SegmentationTask.on_save_checkpoint(None, checkpoint)  # type: ignore[arg-type]  (self unused)
+    from types import SimpleNamespace
+
+    from rsseg.metrics import ConfusionMatrix
+
+    task = SimpleNamespace(val_confusion=ConfusionMatrix(2))  # all on_save_checkpoint reads of self
+    SegmentationTask.on_save_checkpoint(task, checkpoint)  # type: ignore[arg-type]
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     buffer.seek(0)

@@ -26,6 +26,7 @@ from rsseg.cli import app, err_console
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 runner = CliRunner()
 OUTPUTS = ("classes.tif", "color.png", "blend.png", "areas.json")
+GIS_OUTPUTS = ("classes.qml", "item.json")  # written after the streamed outputs (rsseg.infer.gis_outputs)
 
 
 def plain(text: str) -> str:
@@ -144,7 +145,7 @@ def test_two_predicts_into_one_folder_both_complete(trained, scene, tmp_path):
         a.kill()
     assert a.returncode == 0, output
     assert temporaries(out) == []
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"scene_{n}" for n in OUTPUTS)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"scene_{n}" for n in (*OUTPUTS, *GIS_OUTPUTS))
     import rasterio
 
     with rasterio.open(out / "scene_classes.tif") as ds:
