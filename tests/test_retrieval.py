@@ -179,8 +179,10 @@ def test_compare_methods_averages_over_queries(monkeypatch):
         def rank(self, q, method, k):
             return None, self.ranks[(q, method.name)]
 
-    monkeypatch.setattr(qm, "Searcher", Fake)
-    monkeypatch.setattr(qm, "resolve_method", lambda index, by: qm.Method(by, "x", by))
+    from rsseg.retrieval import evaluate as em
+
+    monkeypatch.setattr(em, "Searcher", Fake)  # the names compare_methods looks up
+    monkeypatch.setattr(em, "resolve_method", lambda index, by: qm.Method(by, "x", by))
     table = compare_methods(Fake(), ["q1", "q2"], ns=(1, 2), n_at=2, ms=(1, 2), methods=["m"])
     assert table == {"m": {"top1": 0.5, "top2": 1.0, "top2@1": 0.5, "top2@2": 0.75}}
     assert format_comparison(table).splitlines()[0].split() == ["method", "top1", "top2", "top2@1", "top2@2"]

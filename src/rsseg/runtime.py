@@ -19,6 +19,7 @@ Training follows the hardware (``train.precision: auto``). README, "Precision".
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 import os
 from pathlib import Path
 
@@ -89,6 +90,25 @@ def accelerator_device_type(accelerator: str) -> str:
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
         return "cuda"
     return "cpu"
+
+
+@dataclass(frozen=True)
+class TrainingHardware:
+    """How a training run (segmentation or pretraining) uses the machine, decided once."""
+
+    accelerator: str
+    device_type: str  # "cuda" or "cpu"
+    bf16: bool
+    channels_last: bool
+
+
+def training_hardware(train_cfg) -> TrainingHardware:
+    """Device type, bf16 and channels_last of ``train_cfg`` (the ``train:`` section), first
+    thing in a run: a bf16 the device cannot run fails before the run directory is made."""
+    device_type = accelerator_device_type(train_cfg.accelerator)
+    bf16 = use_bf16(train_cfg.precision, device_type)
+    return TrainingHardware(train_cfg.accelerator, device_type, bf16,
+                            use_channels_last(train_cfg.channels_last, bf16, device_type))
 
 
 def default_device() -> torch.device:

@@ -228,6 +228,7 @@ class _JobSpec:
 def _make_job(spec: _JobSpec, predictor=None) -> _Job:
     """The job of ``spec``: loads the model unless ``predictor`` is given (the main process)."""
     if predictor is None:
+        # lazy: the model registry, only when indexing with a checkpoint
         from rsseg.trained.checkpoint import load_predictor
 
         predictor = load_predictor(Path(spec.checkpoint))

@@ -31,7 +31,7 @@ from rsseg.data.datasets import get_source
 from rsseg.data.tiles import band_stats
 from rsseg.errors import RsSegError
 from rsseg.io import atomic_write_text, ensure_writable_dir
-from rsseg.runtime import accelerator_device_type, use_bf16, use_channels_last
+from rsseg.runtime import training_hardware
 from rsseg.safe_load import read_lightning_checkpoint
 from rsseg.ssl.data import (
     Raster,
@@ -157,11 +157,8 @@ def pretrain(
     progress: bool = True,
 ) -> PretrainResult:
     """Pretrain ``cfg.model``'s encoder on unlabelled tiles into a new run (or continue ``resume``)."""
-    # precision first: a bf16 the device cannot run fails before the run directory is made
-    accelerator = cfg.train.accelerator
-    device_type = accelerator_device_type(accelerator)
-    bf16 = use_bf16(cfg.train.precision, device_type)
-    channels_last = use_channels_last(cfg.train.channels_last, bf16, device_type)
+    hw = training_hardware(cfg.train)  # first: a bf16 the device cannot run fails before any work
+    accelerator, device_type, bf16, channels_last = hw.accelerator, hw.device_type, hw.bf16, hw.channels_last
     pcfg = pretrain_section(cfg, pretrain_cfg)
     if resume is not None:
         run_dir = Path(resume)

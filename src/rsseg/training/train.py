@@ -42,7 +42,7 @@ from rsseg.models import build_model
 from rsseg.training.optim import build_optimizer
 from rsseg.training.rundir import merge_csv_log, new_run_dir, preserve_csv_log, quiet_lightning
 from rsseg.report import record_timing, try_write_report
-from rsseg.runtime import accelerator_device_type, use_bf16, use_channels_last
+from rsseg.runtime import training_hardware
 from rsseg.safe_load import plain_data, read_lightning_checkpoint
 
 log = logging.getLogger(__name__)
@@ -170,11 +170,8 @@ def train(
     progress: bool = True,
 ) -> TrainResult:
     """Train ``cfg`` into a new run directory, or continue the run in ``resume``."""
-    # precision first: a bf16 the device cannot run fails before the run directory is made
-    accelerator = cfg.train.accelerator
-    device_type = accelerator_device_type(accelerator)
-    bf16 = use_bf16(cfg.train.precision, device_type)
-    channels_last = use_channels_last(cfg.train.channels_last, bf16, device_type)
+    hw = training_hardware(cfg.train)  # first: a bf16 the device cannot run fails before any work
+    accelerator, device_type, bf16, channels_last = hw.accelerator, hw.device_type, hw.bf16, hw.channels_last
     check_launch(cfg.train, device_type)
     rank = launch_rank(cfg.train.devices)
     if cfg.output.name is None and cluster_run_name(config_name):  # every SLURM rank names it alike
