@@ -60,13 +60,14 @@ def kill_and_rerun(ckpt: Path, scenes: list[Path], out: Path) -> tuple[int, int]
                 "--workers", "2", "--skip-existing")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     half = len(scenes) // 2
-    while proc.poll() is None and len(list(out.glob("*_areas.json"))) < half:
+    done = "*_item.json"  # the STAC Item is a scene's last output
+    while proc.poll() is None and len(list(out.glob(done))) < half:
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    before = {p: p.stat().st_mtime_ns for p in out.glob("*_areas.json")}
+    before = {p: p.stat().st_mtime_ns for p in out.glob(done)}
     timed(cmd)
-    after = {p: p.stat().st_mtime_ns for p in out.glob("*_areas.json")}
+    after = {p: p.stat().st_mtime_ns for p in out.glob(done)}
     untouched = sum(after[p] == t for p, t in before.items())
     if untouched != len(before):
         raise SystemExit(f"the rerun recomputed {len(before) - untouched} finished scene(s)")

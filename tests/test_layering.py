@@ -40,13 +40,6 @@ ALLOWED_UPWARD = {
 
 #: rsseg modules an import inside a function may name without a ``# lazy:`` comment
 LAZY_EXEMPT_PACKAGES = ("rsseg.cli",)  # the CLI imports each command's code lazily by design
-#: modules other branches are editing now: their imports inside functions get the comment (or
-#: move to the top) once those branches are merged; remove names from here as that happens
-PENDING_LAZY_COMMENTS = {
-    "rsseg.data.check", "rsseg.data.datasets.folder", "rsseg.data.datasets.vector",
-    "rsseg.data.stats", "rsseg.data.subset", "rsseg.evaluate", "rsseg.infer.api",
-    "rsseg.infer.loading", "rsseg.infer.options", "rsseg.training.callbacks",
-}
 
 
 def modules(src: Path) -> dict[str, Path]:
@@ -181,7 +174,7 @@ def unexplained_lazy_imports(src: Path) -> list[str]:
     bad = []
     mods = modules(src)
     for mod, target, line, inside, _ in imports(src):
-        if not inside or mod.startswith(LAZY_EXEMPT_PACKAGES) or mod in PENDING_LAZY_COMMENTS:
+        if not inside or mod.startswith(LAZY_EXEMPT_PACKAGES):
             continue
         if not _says_why(mods[mod].read_text().splitlines(), line):
             bad.append(f"{mod}:{line} imports {target} inside a function without a '# lazy: why' comment")

@@ -20,17 +20,22 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from rsseg.trained.checkpoint import load_predictor
 from rsseg.config import Config
 from rsseg.data.datasets.tables import metric_classes
+from rsseg.data.rasters import open_raster
 from rsseg.data.sources import get_source
 from rsseg.errors import RsSegError
-from rsseg.reliability import ReliabilityBins
-from rsseg.infer import count_windows, read_image
-from rsseg.io import ensure_writable_dir
+from rsseg.infer import PredictOptions, count_windows, read_image
+from rsseg.infer.engine import check_bands
+from rsseg.infer.reader import ArraySource
+from rsseg.infer.stream import run_grid
+from rsseg.io import atomic_path, ensure_writable_dir
 from rsseg.metrics import ConfusionMatrix, compute_metrics, save_metrics
 from rsseg.plots import plot_confusion_matrix
+from rsseg.reliability import ReliabilityBins
 from rsseg.report import record_timing, try_write_report
+from rsseg.report.figures import reliability_png
+from rsseg.trained.checkpoint import load_predictor
 
 
 @dataclass
@@ -111,11 +116,6 @@ def _predict_rows(predictor, image: np.ndarray, mask: np.ndarray, confusion: Con
                   reliability: ReliabilityBins, progress) -> None:
     """Predict a scene as ``border_corrected_predict`` does, counting its rows as they come:
     the confusion matrix and the reliability bins of the max probability (streamed)."""
-    from rsseg.infer import PredictOptions
-    from rsseg.infer.engine import check_bands
-    from rsseg.infer.reader import ArraySource
-    from rsseg.infer.stream import run_grid
-
     options = PredictOptions(mode="reference", confidence="max")
     options.check(predictor)
     p = options.configure(predictor)
@@ -133,17 +133,12 @@ def _predict_rows(predictor, image: np.ndarray, mask: np.ndarray, confusion: Con
 
 def _write_reliability(calibration: dict, path: Path) -> None:
     """The reliability diagram PNG beside metrics.json (shown in the run report)."""
-    from rsseg.io import atomic_path
-    from rsseg.report.figures import reliability_png
-
     with atomic_path(path) as tmp:
         tmp.write_bytes(reliability_png(calibration))
 
 
 def _check_bands(predictor, scenes, checkpoint: Path) -> None:
     """Every scene must hold the bands the checkpoint was trained on; say so up front."""
-    from rsseg.data.rasters import open_raster
-
     for scene in scenes:
         with open_raster(scene.image) as src:
             count = src.count

@@ -352,7 +352,7 @@ def _band_problems(records: list[dict], bands: list[int] | None) -> tuple[list[P
 
 def check_data(cfg: DataConfig, *, progress: bool = False) -> CheckReport:
     """Check every listed scene, those ``data.exclude`` leaves out included (marked as such)."""
-    from rsseg.data.datasets import get_source
+    from rsseg.data.datasets import get_source  # lazy: the registry imports every dataset layout
 
     everything = get_source(cfg.model_copy(update={"exclude": None, "on_error": "skip"}))
     everything.prepare(progress=progress)

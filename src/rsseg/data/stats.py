@@ -92,7 +92,7 @@ def band_statistics(records: list[dict], bands: list[int] | None, names: list[st
 
 def data_stats(cfg: DataConfig, *, progress: bool = False) -> dict:
     """Priors and band statistics of every split and of all scenes (``data.exclude`` honoured)."""
-    from rsseg.data.datasets import get_source
+    from rsseg.data.datasets import get_source  # lazy: the registry imports every dataset layout
 
     source = get_source(cfg)
     source.prepare(progress=progress)
@@ -125,7 +125,7 @@ def data_stats(cfg: DataConfig, *, progress: bool = False) -> dict:
 
 def write_stats(result: dict, out_dir: Path) -> list[Path]:
     """stats.json and the prior bar charts (``priors-<split>.png``; ``-counted`` without ignored classes)."""
-    from rsseg.data.prior_plots import plot_class_priors
+    from rsseg.data.prior_plots import plot_class_priors  # lazy: matplotlib only when plots are written
 
     out_dir = Path(out_dir)
     path = out_dir / "stats.json"

@@ -62,7 +62,7 @@ SUBSET_VERSION = 1
 def balance_subset(cfg: DataConfig, size: int, granularity: int | None = None, step: int = 1,
                    objective: str = "max", progress: bool = False) -> dict:
     """EBB over the G x G tiles of the training split (G defaults to ``data.tile_size``)."""
-    from rsseg.data.datasets import get_source
+    from rsseg.data.datasets import get_source  # lazy: the registry imports every dataset layout
 
     g = cfg.tile_size if granularity is None else granularity
     source = get_source(cfg)
@@ -97,7 +97,7 @@ def balance_subset(cfg: DataConfig, size: int, granularity: int | None = None, s
 
 def write_balance(result: dict, out: Path) -> tuple[Path, Path]:
     """The tile list (JSON, usable as ``data.subset``) and the before/after prior plot beside it."""
-    from rsseg.data.prior_plots import plot_priors_before_after
+    from rsseg.data.prior_plots import plot_priors_before_after  # lazy: matplotlib only when plots are written
 
     out = Path(out)
     atomic_write_text(out, json.dumps(result, indent=2) + "\n")

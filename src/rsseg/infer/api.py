@@ -130,7 +130,7 @@ def _local_predictor(model: Predictor | str | Path, distributed: bool, engine: s
     """The predictor used for checks (and the local run): loaded here from a path."""
     if isinstance(model, Predictor):
         return model
-    from rsseg.infer.loading import load_model
+    from rsseg.infer.loading import load_model  # lazy: loading a model imports torch or onnxruntime
 
     return load_model(Path(model), device="cpu" if distributed else None, engine=engine, threads=threads)
 
@@ -155,7 +155,7 @@ def _torch_threads(predictor: Predictor, threads: int | None) -> Iterator[None]:
 
 def _dask_runner():
     try:
-        from rsseg.infer.dask_runner import run_on_dask
+        from rsseg.infer.dask_runner import run_on_dask  # lazy: Dask only for --workers and --scheduler
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise RsSegError(f'--workers/--scheduler need Dask ({exc}): pip install "dask[distributed]"') from None
     return run_on_dask

@@ -14,11 +14,11 @@ def load_model(path: Path, device: str | None = None, engine: str = "auto",
     """``engine``: ``auto`` (by suffix: ``.onnx`` -> onnxruntime), ``torch`` or ``onnx``;
     ``threads``: onnxruntime's intra-op threads (torch models follow torch's setting)."""
     try:
-        from rsseg.trained.engines import predictor_for
+        from rsseg.trained.engines import predictor_for  # lazy: the engines import torch or onnxruntime
     except ImportError:  # pragma: no cover - a build without the ONNX engine
         import torch
 
-        from rsseg.trained.checkpoint import load_predictor
+        from rsseg.trained.checkpoint import load_predictor  # lazy: torch, as above
 
         return load_predictor(Path(path), device=torch.device(device) if device else None)
     return predictor_for(Path(path), engine, device, threads=threads)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rsseg.errors import RsSegError
+from rsseg.gis.formats import suffix_of
 from rsseg.infer.confidence import CONFIDENCES
 from rsseg.infer.outputs import MAX_PREVIEW
 from rsseg.infer.stitch import BLENDS
@@ -85,11 +86,11 @@ class PredictOptions:
         if self.low_memory:
             p.batch_size = max(1, min(p.batch_size, LOW_MEMORY_PIXELS // p.window**2))
         if self.precision is not None and not predictor.numpy_native:
-            from rsseg.runtime import use_bf16  # imports torch: not for ONNX models
+            from rsseg.runtime import use_bf16  # lazy: imports torch: not for ONNX models
 
             p.precision = "bf16" if use_bf16(self.precision, p.device.type, key="--precision") else "32"
         if self.mode == "fast" and not predictor.numpy_native:  # onnxruntime fuses BatchNorm itself
-            from rsseg.infer.fuse import fold_batchnorm
+            from rsseg.infer.fuse import fold_batchnorm  # lazy: torch: not for ONNX models
 
             p.model = fold_batchnorm(predictor.model)
         return p
@@ -101,8 +102,6 @@ class PredictOptions:
         if self.precision == "bf16" and predictor.numpy_native:
             raise RsSegError("--precision bf16 needs a torch checkpoint: an ONNX model runs in fp32")
         if self.vector is not None:
-            from rsseg.gis.formats import suffix_of
-
             suffix_of(self.vector)  # an unknown format is refused here, before any work
         elif self.simplify is not None or self.min_area is not None:
             raise RsSegError("--simplify and --min-area shape the polygons: add --vector gpkg (or parquet, geojson)")

@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch import nn
 
+from rsseg.data.seeding import derive_seed, seed_all
 from rsseg.errors import RsSegError
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def find_encoder(model: nn.Module, model_name: str) -> nn.Module:
     """The encoder of a registry model, or a clear error for models without one."""
-    from rsseg.models import encoder_of
+    from rsseg.models import encoder_of  # lazy: the model registry imports SMP and timm
 
     encoder = encoder_of(model)
     if encoder is None:
@@ -133,8 +134,6 @@ class EpochSeeds(Callback):
                         "repeat an uninterrupted run", self.seed, state_dict["seed"])
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from rsseg.data.seeding import derive_seed, seed_all
-
         seed_all(derive_seed(self.seed, trainer.current_epoch))
 
 

@@ -107,7 +107,7 @@ class SyntheticSource(FolderSource):
     name = "synthetic"
 
     def prepare(self, progress: bool = True) -> None:
-        from rsseg.data.synthetic import generate_dataset
+        from rsseg.data.synthetic import generate_dataset  # lazy: the generator only for synthetic data
 
         s = self.cfg.synthetic
         generate_dataset(

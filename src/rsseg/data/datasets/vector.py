@@ -47,8 +47,8 @@ class VectorSource(FolderSource):
         return IndexCodec.identity(len(specs), self.cfg.unknown_colors)
 
     def list_scenes(self) -> list[Scene]:
-        from rsseg.data.vector import vector_masks
-        from rsseg.data.xyz import grid_of, parse_xyz_name
+        from rsseg.data.vector import vector_masks  # lazy: geopandas and shapely only for vector labels
+        from rsseg.data.xyz import grid_of, parse_xyz_name  # lazy: only for XYZ web-map chips
 
         cfg, labels = self.cfg, self._labels()
         if cfg.images is None:
