@@ -192,6 +192,7 @@ def _single_process_evaluation(checkpoint: Path) -> tuple[np.ndarray, dict]:
     from rsseg.data.datasets.tables import metric_classes
     from rsseg.data.sources import get_source
     from rsseg.metrics import ConfusionMatrix, compute_metrics
+    from rsseg.runtime import use_bf16
     from rsseg.training.train import SegmentationTask
 
     hp = read_checkpoint(checkpoint)["hyper_parameters"]
@@ -202,7 +203,8 @@ def _single_process_evaluation(checkpoint: Path) -> tuple[np.ndarray, dict]:
     source = get_source(cfg.data)
     ds = source.tile_dataset(source.scenes("val"), mean=hp["mean"], std=hp["std"])
     cm = ConfusionMatrix(task.classes.num_classes)
-    with torch.no_grad():
+    bf16 = use_bf16(cfg.train.precision, "cpu")  # like with like: validation ran in the run's precision
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         for images, masks in torch.utils.data.DataLoader(ds, batch_size=cfg.data.batch_size):
             cm.update(task(images).float().argmax(1), masks)
     return cm.matrix, compute_metrics(cm.matrix, metric_classes(task.classes, cfg.data))
