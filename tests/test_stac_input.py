@@ -88,3 +88,11 @@ def test_bad_items_are_one_line_naming_the_file(tmp_path, case, needle):
 def test_bands_without_a_stac_input_is_an_error(tmp_path):
     with pytest.raises(RsSegError, match="none of the inputs is a STAC"):
         expand_inputs([tmp_path / "x.tif"], ["red"], tmp_path)
+
+
+def test_item_ids_become_safe_distinct_file_names(tmp_path):
+    from rsseg.gis.stac_input import _safe_name
+
+    seen: set[str] = set()
+    names = [_safe_name(i, seen) for i in ("../../etc/x", "a/b", "a_b", "a/b")]
+    assert names == ["_.._etc_x", "a_b", "a_b-2", "a_b-3"] and all("/" not in n for n in names)

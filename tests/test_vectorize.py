@@ -115,7 +115,7 @@ def test_min_area_merges_specks_into_neighbours_without_holes(tmp_path):
 
 def test_mean_confidence_from_the_confidence_raster_beside_the_map(tmp_path):
     classes = _random_map(4, 60, 70)
-    conf = np.random.default_rng(4).integers(0, 255, classes.shape).astype(np.uint8)  # 254 = 1
+    conf = np.random.default_rng(4).integers(0, 256, classes.shape).astype(np.uint8)  # 254 = 1, 255 = no value
     path = _write(tmp_path / "s_classes.tif", classes)
     _write(tmp_path / "s_confidence.tif", conf, names=None, nodata=None)
     result = vectorize_map(path, options=VectorizeOptions(strip_rows=7))
@@ -128,6 +128,8 @@ def test_mean_confidence_from_the_confidence_raster_beside_the_map(tmp_path):
         values = conf[inside].astype(float)
         values[values == 255] = np.nan
         assert row.mean_confidence == pytest.approx(np.nanmean(values / 254), rel=1e-5)
+    none = _read(vectorize_map(path, tmp_path / "none.gpkg", options=VectorizeOptions(confidence=False)).path)
+    assert none.mean_confidence.isna().all()  # False: no confidence, not the sibling file
 
 
 def test_areas_on_the_ellipsoid_for_a_geographic_crs(tmp_path):

@@ -121,6 +121,9 @@ def test_the_server_is_local_and_confined_to_the_folder(predictions):
         assert _get(server, "/api/tile/nope/classes/0/0/0.png")[0] == 404
         assert _get(server, "/static/../server.py")[0] == 404
         assert _get(server, "/api/tile/s/classes/9/0/0.png")[0] == 400
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=30)
+        conn.request("GET", "/api/scenes", headers={"Host": "evil.example:80"})  # DNS rebinding
+        assert conn.getresponse().status == 403
     finally:
         server.shutdown()
         server.server_close()

@@ -25,7 +25,8 @@ from rsseg.errors import RsSegError
 from rsseg.io import atomic_write_text
 
 _GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
-               "int32": "Int32", "float32": "Float32", "float64": "Float64"}
+               "int32": "Int32", "uint64": "UInt64", "int64": "Int64", "float32": "Float32",
+               "float64": "Float64"}
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,10 @@ def _vrt(bands: list[_Band], source: Path, item_id: str) -> str:
     if len(crss) > 1:
         raise RsSegError(f"{source}: the bands of item '{item_id}' are in different CRSs "
                          f"({', '.join(sorted(crss))}); reproject them to one first")
+    for band, _, t, *_ in infos:
+        if t.b or t.d or t.e > 0:
+            raise RsSegError(f"{source}: band {band.label} of item '{item_id}' is rotated or south-up "
+                             f"({band.path}); only north-up grids are stacked")
     crs = infos[0][1]
     res = min(abs(t.a) for _, _, t, *_ in infos)
     left = min(t.c for _, _, t, *_ in infos)
@@ -155,12 +160,25 @@ def _vrt(bands: list[_Band], source: Path, item_id: str) -> str:
     return "\n".join(lines + ["</VRTDataset>"]) + "\n"
 
 
+def _safe_name(item_id: str, seen: set[str]) -> str:
+    """A file name for an Item id: no path separators or leading dots; repeats get -2, -3..."""
+    base = "".join(c if c.isalnum() or c in "-_." else "_" for c in item_id).lstrip(".") or "item"
+    name, k = base, 1
+    while name in seen:
+        k += 1
+        name = f"{base}-{k}"
+    seen.add(name)
+    return name
+
+
 def stac_inputs(path: Path, bands: list[str] | None, work_dir: Path) -> list[Path]:
     """One raster per Item of the STAC file at ``path``: ``work_dir/stac-inputs/ITEM.vrt``."""
     path = Path(path)
     out = []
+    seen: set[str] = set()
     for item in _items(path):
-        vrt = Path(work_dir) / "stac-inputs" / f"{item.id}.vrt"
+        name = _safe_name(item.id, seen)
+        vrt = Path(work_dir) / "stac-inputs" / f"{name}.vrt"
         vrt.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(vrt, _vrt(_select(item, bands, path), path, item.id))
         out.append(vrt)

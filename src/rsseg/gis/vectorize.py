@@ -48,7 +48,8 @@ class VectorizeOptions:
     simplify: float | None = None  # tolerance in map units (topology-preserving); None = exact edges
     min_area: float | None = None  # m² (pixel units without a CRS): smaller regions join their largest neighbour
     strip_rows: int = 1024
-    confidence: Path | None = None  # uint8 round(254 p) raster; None: a sibling _confidence/_probabilities.tif
+    # uint8 round(254 p) raster; None: a sibling _confidence/_probabilities.tif; False: none
+    confidence: Path | bool | None = None
 
 
 @dataclass
@@ -70,10 +71,10 @@ class _Regions:
         self.members: dict[int, list[int]] = {}
         self.cls: dict[int, int] = {}
         self.pixels: dict[int, int] = {}
-        self.conf: dict[int, float] = {}
+        self.conf: dict[int, tuple[float, int]] = {}  # (sum, count) of finite confidences
         self.piece: dict[int, shapely.Geometry] = {}
 
-    def add(self, gid: int, cls: int, pixels: int, conf: float, geom: shapely.Geometry) -> None:
+    def add(self, gid: int, cls: int, pixels: int, conf: tuple[float, int], geom: shapely.Geometry) -> None:
         self.parent[gid], self.members[gid], self.cls[gid] = gid, [gid], cls
         self.pixels[gid], self.conf[gid], self.piece[gid] = pixels, conf, geom
 
@@ -94,7 +95,8 @@ class _Regions:
         self.parent[rb] = ra
         self.members[ra] += self.members.pop(rb)
         self.pixels[ra] += self.pixels.pop(rb)
-        self.conf[ra] += self.conf.pop(rb)
+        (sa, na), (sb, nb) = self.conf[ra], self.conf.pop(rb)
+        self.conf[ra] = (sa + sb, na + nb)
 
     def close(self, root: int) -> tuple[int, shapely.Geometry, int, float]:
         """(class, pixel-space polygon, pixels, confidence sum) of a finished region; forgets it."""
@@ -102,11 +104,14 @@ class _Regions:
         pieces = [self.piece.pop(m) for m in members]
         for m in members:
             del self.parent[m]
+        cls = self.cls.pop(root)
+        for m in members:
+            self.cls.pop(m, None)
         if len(pieces) == 1:
-            return self.cls[root], pieces[0], self.pixels.pop(root), self.conf.pop(root)
+            return cls, pieces[0], self.pixels.pop(root), self.conf.pop(root)
         # tolerance 0 drops the vertices left on strip boundaries (collinear, integer-exact)
         geom = shapely.simplify(shapely.union_all(pieces), 0)
-        return self.cls[root], geom, self.pixels.pop(root), self.conf.pop(root)
+        return cls, geom, self.pixels.pop(root), self.conf.pop(root)
 
 
 def _components(strip: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, int]:
@@ -140,8 +145,10 @@ def default_vector_path(class_map: Path, fmt: str) -> Path:
     return class_map.with_name(stem + "_polygons" + suffix_of(fmt))
 
 
-def _confidence_path(class_map: Path, given: Path | None) -> Path | None:
-    if given is not None:
+def _confidence_path(class_map: Path, given: Path | bool | None) -> Path | None:
+    if given is False:
+        return None
+    if given is not None and given is not True:
         return Path(given)
     stem = class_map.name.removesuffix(".tif").removesuffix("_classes")
     for suffix in ("_confidence.tif", "_probabilities.tif"):
@@ -178,18 +185,19 @@ def _regions(class_map: Path, options: VectorizeOptions, meter: AreaMeter) -> It
             valid = strip != nodata if nodata is not None else np.ones(strip.shape, bool)
             labels, n = _components(strip, valid)
             counts = np.bincount(labels.ravel(), minlength=n + 1)
-            conf_sum = np.zeros(n + 1)
+            conf_sum, conf_n = np.zeros(n + 1), np.zeros(n + 1)
             if conf_src is not None:
                 conf = _read_confidence(conf_src, window)
                 ok = np.isfinite(conf)
                 conf_sum = np.bincount(labels[ok], weights=conf[ok], minlength=n + 1)
+                conf_n = np.bincount(labels[ok], minlength=n + 1)
             label_cls = np.zeros(n + 1, np.int64)
             label_cls[labels.ravel()] = strip.ravel()  # every pixel of a region holds its class
             transform = rasterio.Affine.translation(0, row)  # pixel space, whole-scene rows
             for geom, label in shapes(labels, mask=labels > 0, connectivity=4, transform=transform):
                 label = int(label)
                 regions.add(next_id + label - 1, int(label_cls[label]), int(counts[label]),
-                            float(conf_sum[label]), shapely.geometry.shape(geom))
+                            (float(conf_sum[label]), int(conf_n[label])), shapely.geometry.shape(geom))
             ids = np.where(labels > 0, labels + (next_id - 1), 0)
             if prev_ids is not None:  # join regions that continue across the boundary
                 same = (prev_ids > 0) & (ids[0] > 0) & (prev_cls == strip[0])
@@ -200,8 +208,8 @@ def _regions(class_map: Path, options: VectorizeOptions, meter: AreaMeter) -> It
             open_roots = {regions.find(g) for g in np.unique(prev_ids[prev_ids > 0]).tolist()}
             last = row + rows >= src.height
             for root in sorted(r for r in list(regions.members) if last or r not in open_roots):
-                cls, geom, pixels, csum = regions.close(root)
-                yield cls, geom, pixels, (csum / pixels if conf_src is not None else None)
+                cls, geom, pixels, (csum, cn) = regions.close(root)
+                yield cls, geom, pixels, (csum / cn if conf_src is not None and cn else None)
 
 
 class _Null:

@@ -58,7 +58,8 @@ def finish_gis(paths: dict[str, Path], predictor, options, input_path: Path) -> 
     classes = predictor.classes
     if "polygons" in paths:
         vopts = VectorizeOptions(format=options.vector, simplify=options.simplify, min_area=options.min_area,
-                                 confidence=paths.get("confidence") or paths.get("probabilities"))
+                                 # this run's own rasters, never an older run's left in the folder
+                                 confidence=paths.get("confidence") or paths.get("probabilities") or False)
         result = vectorize_map(paths["classes"], paths["polygons"], options=vopts)
         if result.style is None:
             extra.pop("polygons_qml", None)

@@ -283,6 +283,8 @@ def _index_on_dask(spec: _JobSpec, todo: list, workers: int, advance) -> None:
                 fut.result()
             except RsSegError as exc:
                 errors.append(str(exc))
+            except Exception as exc:  # noqa: BLE001 - a worker died or the task crashed: one line, go on
+                errors.append(f"a scene failed on a worker: {exc!r}")
             advance()
         if errors:
             raise RsSegError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))

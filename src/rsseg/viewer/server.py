@@ -3,8 +3,9 @@
 Routes: ``/`` (the page), ``/static/NAME`` (its script and style, from the package),
 ``/api/scenes``, ``/api/tile/SCENE/LAYER/Z/X/Y.png``, ``/api/pixel/SCENE?col=&row=`` and
 ``/files/PATH`` (a file of the prediction folder: a path that resolves outside it is refused
-with 403, whatever ``..``, encoded or symlinked, it uses). Every request is recorded in
-``server.requests`` as (path, status), which the tests read.
+with 403, whatever ``..``, encoded or symlinked, it uses). A request whose Host header is not
+this server's own address is refused (a page elsewhere cannot reach it by DNS rebinding).
+The last requests are recorded in ``server.requests`` as (path, status), which the tests read.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import errno
 import json
 import mimetypes
 import re
+import shutil
 import threading
+from collections import deque
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -36,7 +39,7 @@ class ViewerServer(ThreadingHTTPServer):
     def __init__(self, folder: Path, port: int, images: list[Path]) -> None:
         self.folder = Path(folder).resolve()
         self.scenes = find_scenes(self.folder, images)
-        self.requests: list[tuple[str, int]] = []
+        self.requests: deque[tuple[str, int]] = deque(maxlen=10_000)
         try:
             super().__init__((HOST, port), _Handler)
         except OSError as exc:
@@ -72,6 +75,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._json({"error": message}, status.value)
 
     def do_GET(self) -> None:  # noqa: N802 - the base class's name
+        port = self.server.server_address[1]
+        if self.headers.get("Host") not in (f"{HOST}:{port}", f"localhost:{port}"):
+            return self._error(HTTPStatus.FORBIDDEN, "unexpected Host header")
         parts = urlsplit(self.path)
         route = unquote(parts.path)
         try:
@@ -120,7 +126,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(HTTPStatus.FORBIDDEN, "outside the prediction folder")
         if not target.is_file():
             return self._error(HTTPStatus.NOT_FOUND, f"no such file: {relative}")
-        return self._send(200, target.read_bytes(), mimetypes.guess_type(target.name)[0] or "application/octet-stream")
+        self.server.requests.append((self.path, 200))  # streamed: a large raster is not read whole
+        self.send_response(200)
+        self.send_header("Content-Type", mimetypes.guess_type(target.name)[0] or "application/octet-stream")
+        self.send_header("Content-Length", str(target.stat().st_size))
+        self.end_headers()
+        with open(target, "rb") as fh:
+            shutil.copyfileobj(fh, self.wfile, 1 << 20)
+        return None
 
 
 def start_server(folder: Path, port: int = 0, images: list[Path] = ()) -> tuple[ViewerServer, threading.Thread]:
