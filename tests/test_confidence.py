@@ -11,7 +11,8 @@ import rasterio
 import torch
 from typer.testing import CliRunner
 
-from rsseg.calibration import ReliabilityBins, logit_rows, softmax
+from rsseg.calibration import logit_rows
+from rsseg.reliability import ReliabilityBins, softmax
 from rsseg.trained.checkpoint import load_predictor
 from rsseg.cli import app
 from rsseg.data.synthetic import generate_scene, write_scene
@@ -236,3 +237,15 @@ def test_bad_temperature_in_checkpoint_exits_2(trained, scene, tmp_path):
     assert result.exit_code == 2
     assert str(path) in result.output and "temperature" in result.output
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+
+
+def test_calibrate_in_place_and_out_together_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from rsseg.cli import app
+
+    ckpt = tmp_path / "m.ckpt"
+    ckpt.write_bytes(b"untouched")
+    result = CliRunner().invoke(app, ["calibrate", str(ckpt), "--in-place", "--out", str(tmp_path / "o.ckpt")])
+    assert result.exit_code == 2 and "--in-place and --out exclude each other" in result.output
+    assert ckpt.read_bytes() == b"untouched" and not (tmp_path / "o.ckpt").exists()

@@ -28,7 +28,7 @@ from rsseg.infer.stitch import HardStitcher
 from rsseg.io import atomic_path
 from rsseg.safe_load import read_lightning_checkpoint
 from rsseg.trained.checkpoint import load_predictor
-from rsseg.reliability import ReliabilityBins, ece_of, fit_temperature, softmax  # noqa: F401 - re-exported
+from rsseg.reliability import ece_of, fit_temperature
 
 MAX_PIXELS = 2_000_000
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from rsseg.cli import SetOption, _guard, app, console
+from rsseg.errors import RsSegError
 
 
 @app.command()

@@ -48,7 +48,8 @@ from rsseg.data.cache import Cache, digest
 from rsseg.data.check import track
 from rsseg.data.codecs import read_mask
 from rsseg.data.index import scene_key
-from rsseg.data.tiles import ChipGrid, TileDataset, grid_positions
+from rsseg.data.grid import grid_positions
+from rsseg.data.tiles import ChipGrid, TileDataset
 from rsseg.errors import RsSegError
 from rsseg.io import atomic_write_text
 

@@ -24,7 +24,6 @@ from torch.utils.data import Dataset
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.data.cache import Cache
 from rsseg.data.codecs import IndexCodec, MaskCodec, read_mask
-from rsseg.data.grid import grid_positions
 from rsseg.data.index import (
     Skipped,
     band_mean_std,

@@ -29,7 +29,6 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from rsseg.classes import IGNORE_INDEX, ClassTable
-from rsseg.errors import RsSegError
 from rsseg.infer.reader import READ_ERRORS, SceneInfo
 from rsseg.io import check_raster, close_raster, write_error
 

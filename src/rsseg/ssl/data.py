@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 from rsseg.config.augment import AugmentConfig
 from rsseg.data.augment import build_augment
 from rsseg.data.rasters import RasterReader, open_raster
-from rsseg.data.tiles import grid_positions
+from rsseg.data.grid import grid_positions
 from rsseg.errors import RsSegError
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".jpg", ".jpeg", ".png")
