@@ -61,5 +61,70 @@ def test_sweep_runs_resumes_and_tabulates(tmp_path: Path, tiny_config_path: Path
     rows2, _ = run_sweep(path, out=out, progress=False, on_run=lambda n, s: events.append((n, s)))
     assert ("loss.name=ce", "done before, skipped") in events
     assert ("loss.name=dice", "running") in events
-    assert json.loads((folder / "loss.name=ce" / "result.json").read_text())["miou"] == rows2[0]["miou"]
+    assert json.loads((folder / "loss.name=ce" / "result.json").read_text())["rows"][0]["miou"] == rows2[0]["miou"]
     assert rows2[1]["train_minutes"] >= rows[1]["train_minutes"]  # time summed over sessions
+
+
+def test_seeds_expand_and_every_config_is_checked_before_training(tmp_path: Path, tiny_config_path: Path) -> None:
+    grid = "  variant:\n    default: {}\n    typo: {train.not_a_key: 1}\n"
+    path = _write_sweep(tmp_path, tiny_config_path, grid)
+    path.write_text(path.read_text() + "seeds: [0, 1]\n")
+    sweep = load_sweep(path)
+    assert list(sweep.runs) == ["default__seed=0", "default__seed=1", "typo__seed=0", "typo__seed=1"]
+    assert sweep.runs["default__seed=1"] == ["train.seed=1"] and sweep.arms["typo__seed=1"] == "typo"
+    out = tmp_path / "out"
+    with pytest.raises(RsSegError, match=r"sweep.yaml: run 'typo__seed=0'.*not_a_key"):
+        run_sweep(path, out=out, progress=False)
+    assert not (out / "default__seed=0").exists()  # refused before the first run trained
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("evaluate: [{checkpoint: worst}]\n", "checkpoint 'worst'"),
+     ("evaluate: [{mode: sideways}]\n", "mode 'sideways'"),
+     ("evaluate: [{checkpoint: best, colour: red}]\n", r"evaluate\[0\]"),
+     ("seeds: [1, 1]\n", "distinct"),
+     ("parallel: 0\n", "parallel")],
+)
+def test_bad_sweep_evaluations_and_seeds(tmp_path: Path, tiny_config_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"base: {tiny_config_path}\n{text}")
+    with pytest.raises(RsSegError, match=message):
+        load_sweep(path)
+
+
+def test_core_slots_are_disjoint() -> None:
+    from rsseg.experiment import core_slots
+
+    assert core_slots(2, [0, 1, 2, 3]) == [[0, 1], [2, 3]]
+    assert core_slots(2, [5]) == [None, None]  # too few cores: unpinned
+
+
+def test_summary_mean_and_spread_over_seeds(tmp_path: Path) -> None:
+    from rsseg.report.tables import summary_table
+
+    rows = [{"run": f"a__seed={s}", "arm": "a", "eval": "last/whole", "miou": m, "oa": 0.9, "steps": 10,
+             "train_minutes": 1.0, "per_class_iou": {"x": m}} for s, m in ((0, 0.5), (1, 0.7))]
+    rows.append({"run": "b__seed=0", "arm": "b", "status": "failed: boom"})
+    lines = summary_table(rows)
+    assert "| a | last/whole | 2 | 0 | 0.600 ± 0.141 (0.500-0.700) |" in lines[2]
+    assert lines[3].startswith("| b | - | 0 | 1 | failed |")
+
+
+def test_parallel_sweep_with_seeds_records_failures(tmp_path: Path, tiny_config_path: Path) -> None:
+    """Two runs side by side in pinned child processes; a run that fails is a table row, not lost work."""
+    other = tmp_path / "other-dataset.json"  # an EBB list of another dataset: refused at run time
+    other.write_text(json.dumps({"tiles": [{"scene": "Tile 9_image_1", "row": 0, "col": 0, "size": 64}]}))
+    grid = f"  variant:\n    ok: {{}}\n    broken: {{data.subset: {other}}}\n"
+    path = _write_sweep(tmp_path, tiny_config_path, grid)
+    path.write_text(path.read_text() + "seeds: [0, 1]\nparallel: 2\n"
+                    "evaluate: [{checkpoint: best}, {checkpoint: last, mode: fast}]\n")
+    out = tmp_path / "out"
+    with pytest.raises(RsSegError, match="2 of 4 runs failed"):
+        run_sweep(path, out=out, progress=False)
+    results = (out / "results.md").read_text()
+    assert results.count("failed: data.subset") == 2 and "other-dataset.json names scenes" in results
+    rows = json.loads((out / "ok__seed=1" / "result.json").read_text())["rows"]
+    assert [r["eval"] for r in rows] == ["best/reference", "last/fast"] and rows[0]["steps"] > 0
+    summary = (out / "summary.md").read_text()
+    assert "| ok | best/reference | 2 | 0 |" in summary and "| broken | - | 0 | 2 | failed |" in summary

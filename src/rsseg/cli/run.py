@@ -211,12 +211,21 @@ def demo(
 def experiment(
     sweep: Annotated[Path, typer.Argument(help="Sweep YAML: base config + grid of overrides.")],
     out: Annotated[Path | None, typer.Option(help="Sweep folder (default: OUTPUT.DIR/NAME).")] = None,
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Run just this run (repeatable); no tables.")
+    ] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars.")] = True,
 ) -> None:
-    """Run a grid of configs (resumable), then write results.md / results.csv."""
+    """Run a grid of configs (resumable), then write results.md / results.csv (and summary.md with seeds)."""
     from rsseg.experiment import run_sweep
 
-    _rows, folder = run_sweep(sweep, out=out, on_run=lambda name, state: console.rule(f"{name}: {state}"))
+    _rows, folder = run_sweep(sweep, out=out, only=only, progress=progress,
+                              on_run=lambda name, state: console.rule(f"{name}: {state}"))
+    if only:
+        return
     console.print((folder / "results.md").read_text())
+    if (folder / "summary.md").exists():
+        console.print((folder / "summary.md").read_text())
     console.print(f"results: {folder / 'results.md'}  {folder / 'results.csv'}")
 
 
