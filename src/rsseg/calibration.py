@@ -108,7 +108,7 @@ def logit_rows(predictor, image: np.ndarray):
             logits = e.crop(e.logits(x))
             return e.ops.classes(logits), e.ops.numpy(logits)
 
-    options = PredictOptions()
+    options = PredictOptions(mode="reference")
     predictor.check_bands(image.shape[0], "the image")
     grid = options.grid(predictor, *image.shape[1:])
     stitcher = LogitStitcher(WindowEngine(predictor, grid), probabilities=True)

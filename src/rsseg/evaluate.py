@@ -1,8 +1,9 @@
 """Evaluation of a checkpoint on a whole split, scene by scene.
 
-Each scene is predicted exactly as ``rsseg predict`` would (Border Correction over the full
-scene), so the metrics describe the maps users get, not isolated chips. Counts go into one
-exact integer confusion matrix for the whole split.
+Each scene is predicted exactly as ``rsseg predict`` would with its defaults (the
+checkpoint's ``infer.mode``, window/keep and precision, over the full scene), so the metrics
+describe the maps users get, not isolated chips. Counts go into one exact integer confusion
+matrix for the whole split.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from rsseg.data.datasets.tables import metric_classes
 from rsseg.data.rasters import open_raster
 from rsseg.data.sources import get_source
 from rsseg.errors import RsSegError
-from rsseg.infer import PredictOptions, count_windows, read_image
+from rsseg.infer import PredictOptions, read_image
 from rsseg.infer.engine import check_bands
 from rsseg.infer.reader import ArraySource
 from rsseg.infer.stream import run_grid
@@ -46,6 +47,8 @@ class EvalResult:
     confusion_png: Path
     seconds: float
     pixels: int
+    mode: str = "reference"
+    tta: bool = False
 
 
 def run_dir_of(checkpoint: Path) -> Path:
@@ -61,11 +64,18 @@ def evaluate(
     split: str = "test",
     out: Path | None = None,
     progress: bool = True,
+    mode: str | None = None,
+    tta: bool = False,
 ) -> EvalResult:
-    """Predict every scene of ``split`` and write ``metrics.json`` + a confusion-matrix PNG."""
+    """Predict every scene of ``split`` and write ``metrics.json`` + a confusion-matrix PNG.
+
+    ``mode``: None = the checkpoint's (or ``config``'s) ``infer.mode``, as ``rsseg predict``;
+    ``tta``: average the 8 D4 views (``PredictOptions.tta``)."""
     checkpoint = Path(checkpoint)
     predictor = load_predictor(checkpoint, config=config)
     cfg = predictor.config
+    options = PredictOptions(mode=mode, tta=tta, confidence="max").resolved(predictor)
+    options.check(predictor)  # an unknown mode fails before any data is read
     out_dir = ensure_writable_dir(Path(out) if out else run_dir_of(checkpoint) / f"eval-{split}")
 
     source = get_source(cfg.data)
@@ -78,7 +88,7 @@ def evaluate(
         )
     classes = metric_classes(predictor.classes, cfg.data)
     scenes = source.scenes(split)
-    _check_bands(predictor, scenes, checkpoint)  # before any scene is predicted
+    _check_scenes(predictor, options, scenes)  # before any scene is predicted
 
     confusion = ConfusionMatrix(classes.num_classes)
     reliability = ReliabilityBins()
@@ -90,9 +100,10 @@ def evaluate(
     ) as bar:
         for scene in scenes:
             image, _ = read_image(scene.image)
-            task = bar.add_task(scene.image.name, total=count_windows(*image.shape[1:], predictor.keep))
+            grid = options.grid(predictor, *image.shape[1:])
+            task = bar.add_task(scene.image.name, total=grid.windows)
             mask = _read_mask(source, scene, image.shape[1:])
-            _predict_rows(predictor, image, mask, confusion, reliability,
+            _predict_rows(predictor, options, grid, image, mask, confusion, reliability,
                           progress=lambda done, t=task: bar.update(t, completed=done))
             pixels += int(mask.size)
     seconds = time.perf_counter() - start
@@ -100,6 +111,7 @@ def evaluate(
     metrics = compute_metrics(confusion.matrix, classes)
     metrics["calibration"] = reliability.to_dict()
     metrics["ece"], metrics["mce"] = metrics["calibration"]["ece"], metrics["calibration"]["mce"]
+    metrics["mode"], metrics["tta"] = options.mode, options.tta  # how the maps were made
     metrics_path = save_metrics(metrics, out_dir / "metrics.json")
     _write_reliability(metrics["calibration"], out_dir / "reliability.png")
     png = plot_confusion_matrix(
@@ -109,18 +121,15 @@ def evaluate(
     if out is None:  # the evaluation belongs to the run: refresh its report
         record_timing(run_dir_of(checkpoint), **{f"evaluate {split}": seconds})
         try_write_report(run_dir_of(checkpoint))
-    return EvalResult(metrics, out_dir, metrics_path, png, seconds, pixels)
+    return EvalResult(metrics, out_dir, metrics_path, png, seconds, pixels, options.mode, options.tta)
 
 
-def _predict_rows(predictor, image: np.ndarray, mask: np.ndarray, confusion: ConfusionMatrix,
-                  reliability: ReliabilityBins, progress) -> None:
-    """Predict a scene as ``border_corrected_predict`` does, counting its rows as they come:
-    the confusion matrix and the reliability bins of the max probability (streamed)."""
-    options = PredictOptions(mode="reference", confidence="max")
-    options.check(predictor)
+def _predict_rows(predictor, options: PredictOptions, grid, image: np.ndarray, mask: np.ndarray,
+                  confusion: ConfusionMatrix, reliability: ReliabilityBins, progress) -> None:
+    """Predict a scene as ``rsseg predict`` does with ``options``, counting its rows as they
+    come: the confusion matrix and the reliability bins of the max probability (streamed)."""
     p = options.configure(predictor)
     check_bands(p, image.shape[0])
-    grid = options.grid(p, *image.shape[1:])
     k = predictor.classes.num_classes
 
     def count(y0, y1, classes, extras) -> None:
@@ -137,12 +146,17 @@ def _write_reliability(calibration: dict, path: Path) -> None:
         tmp.write_bytes(reliability_png(calibration))
 
 
-def _check_bands(predictor, scenes, checkpoint: Path) -> None:
-    """Every scene must hold the bands the checkpoint was trained on; say so up front."""
+def _check_scenes(predictor, options: PredictOptions, scenes) -> None:
+    """Every scene must hold the bands the checkpoint was trained on and fit the mode (a
+    ``whole`` pass has a size limit); say so up front, naming the file."""
     for scene in scenes:
         with open_raster(scene.image) as src:
-            count = src.count
+            count, h, w = src.count, src.height, src.width
         predictor.check_bands(count, scene.image)
+        try:
+            options.grid(predictor, h, w)
+        except RsSegError as exc:
+            raise RsSegError(f"{scene.image}: {exc}") from None
 
 
 def _read_mask(source, scene, shape: tuple[int, ...]) -> np.ndarray:

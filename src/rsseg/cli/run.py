@@ -41,17 +41,25 @@ def evaluate(
     ] = None,
     split: Annotated[str, typer.Option(help="Split to evaluate: train, val or test.")] = "test",
     out: Annotated[Path | None, typer.Option(help="Output folder (default: RUN/eval-SPLIT).")] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="As `rsseg predict --mode` (default: the checkpoint's infer.mode).")
+    ] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Average the 8 flips/rotations (D4); 8x slower.")] = False,
     overrides: SetOption = None,
 ) -> None:
-    """Evaluate a checkpoint on whole scenes: metrics.json and a confusion-matrix PNG.
+    """Evaluate a checkpoint on whole scenes, predicted as `rsseg predict` would: metrics.json
+    and a confusion-matrix PNG.
 
-    --set overrides the --config file, or else the checkpoint's own config (never the defaults)."""
+    --set overrides the --config file, or else the checkpoint's own config (never the defaults):
+    --set data.root=OTHER evaluates on another folder of the same layout."""
     from rsseg.trained.checkpoint import checkpoint_config
     from rsseg.evaluate import evaluate as run_evaluate
     from rsseg.metrics import format_metrics_table
 
     cfg = checkpoint_config(checkpoint, overrides or [], config) if config or overrides else None
-    result = run_evaluate(checkpoint, config=cfg, split=split, out=out)
+    result = run_evaluate(checkpoint, config=cfg, split=split, out=out, mode=mode, tta=tta)
+    source = "--mode" if mode is not None else "the checkpoint's infer.mode"
+    console.print(f"mode: {result.mode} (from {source}){', with TTA' if result.tta else ''}")
     console.print(format_metrics_table(result.metrics, title=f"{split} split"))
     console.print(f"metrics: {result.metrics_path}\nconfusion matrix: {result.confusion_png}")
 
@@ -82,8 +90,10 @@ def predict(
     inputs: Annotated[list[Path], typer.Argument(help="Images to map: GeoTIFF, JPEG or PNG, any size.")],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("predictions"),
     mode: Annotated[
-        str, typer.Option(help="reference: seed Border Correction; fast: large tiles, same margin; naive.")
-    ] = "reference",
+        str | None,
+        typer.Option(help="reference: seed Border Correction; fast: large tiles, same margin; whole: one "
+                     "forward pass (<= 16 Mpix); naive. Default: the checkpoint's infer.mode."),
+    ] = None,
     window: Annotated[int | None, typer.Option(help="Window size (default: checkpoint's).")] = None,
     keep: Annotated[int | None, typer.Option(help="Kept centre size (default: checkpoint's).")] = None,
     fast_tile: Annotated[int, typer.Option(help="fast: largest kept tile side in px.")] = 1024,

@@ -19,6 +19,12 @@ def border_problem(window: int, keep: int) -> str | None:
 
 
 class InferConfig(Section):
+    mode: Literal["reference", "fast", "whole", "naive"] = Field(
+        "reference",
+        description="Default window layout of predict/evaluate (`--mode` overrides): reference = the "
+        "seed's Border Correction (window/keep); fast = the same margin around large tiles; whole = "
+        "the scene in one forward pass (at most 16 Mpix); naive = no margin, for seam comparisons.",
+    )
     window: int = Field(256, ge=16, description="Window the model sees (Border Correction input).")
     keep: int = Field(224, ge=8, description="Centre of each window kept in the output map.")
     batch_size: int | None = Field(

@@ -106,6 +106,7 @@ def predict_files(
     inputs = _check_inputs(inputs)
     distributed = workers > 0 or scheduler is not None
     predictor = _local_predictor(model, distributed, engine, threads)
+    opts = opts.resolved(predictor)  # Dask workers get the mode this process checked
     opts.check(predictor)
     out_dir = ensure_writable_dir(Path(out_dir))
     totals = [count_scene_windows(p, predictor, opts) for p in inputs]

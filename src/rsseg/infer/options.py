@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,13 +33,14 @@ LOW_MEMORY_PIXELS = 4 * 256 * 256
 class PredictOptions:
     """Everything about a prediction run except the model and the files.
 
+    ``mode`` (``rsseg.infer.windows``): None = the predictor's (the checkpoint's ``infer.mode``).
     ``window``/``keep``/``batch_size`` override the checkpoint's ``infer`` section; the
     ``fast`` mode keeps the same margin around tiles of at most ``fast_tile`` px.
 
     ``low_memory``: forward passes of at most ``LOW_MEMORY_PIXELS`` (batches of at most 4
     windows of 256 px, ``fast`` tiles of at most 480 px): the model's activations are most
     of the memory above the model itself (see the README). ``reference`` maps do not change;
-    ``fast`` maps change as with a smaller ``fast_tile``.
+    ``fast`` maps change as with a smaller ``fast_tile``; ``whole`` (one pass) is refused.
 
     ``overviews``: internal overviews in the class (and probability) GeoTIFF, for GIS viewers
     (``rsseg.infer.writers``); off by default, as they cost time after the last window.
@@ -55,7 +57,7 @@ class PredictOptions:
     units) and ``min_area`` (m²); ``stac`` writes ``<name>_item.json``.
     """
 
-    mode: str = "reference"
+    mode: str | None = None
     fast_tile: int = DEFAULT_FAST_TILE
     blend: str | None = None
     tta: bool = False
@@ -76,10 +78,19 @@ class PredictOptions:
     min_area: float | None = None
     stac: bool = True
 
+    def mode_for(self, predictor: Predictor) -> str:
+        """The mode in use: ``mode``, else the predictor's (the checkpoint's ``infer.mode``)."""
+        return self.mode if self.mode is not None else predictor.mode
+
+    def resolved(self, predictor: Predictor) -> PredictOptions:
+        """These options with ``mode`` filled in from ``predictor`` where it is None."""
+        return dataclasses.replace(self, mode=self.mode_for(predictor))
+
     def configure(self, predictor: Predictor) -> Predictor:
         """A shallow copy of ``predictor`` with the overrides applied; in ``fast`` mode a torch
         model has BatchNorm folded into the convolutions (``rsseg.infer.fuse``)."""
         p = copy.copy(predictor)
+        p.mode = self.mode_for(predictor)
         p.window = predictor.window if self.window is None else self.window  # 0 is refused, not ignored
         p.keep = predictor.keep if self.keep is None else self.keep
         p.batch_size = predictor.batch_size if self.batch_size is None else self.batch_size
@@ -89,7 +100,7 @@ class PredictOptions:
             from rsseg.runtime import use_bf16  # lazy: imports torch: not for ONNX models
 
             p.precision = "bf16" if use_bf16(self.precision, p.device.type, key="--precision") else "32"
-        if self.mode == "fast" and not predictor.numpy_native:  # onnxruntime fuses BatchNorm itself
+        if p.mode == "fast" and not predictor.numpy_native:  # onnxruntime fuses BatchNorm itself
             from rsseg.infer.fuse import fold_batchnorm  # lazy: torch: not for ONNX models
 
             p.model = fold_batchnorm(predictor.model)
@@ -110,14 +121,18 @@ class PredictOptions:
         margin = self._border(predictor)
         if self.batch_size is not None and self.batch_size < 1:
             raise RsSegError(f"--batch-size must be at least 1, got {self.batch_size}")
+        mode = self.mode_for(predictor)
+        if mode not in MODES:
+            raise RsSegError(f"unknown prediction mode '{mode}'; choose one of {', '.join(MODES)}")
+        if mode == "whole" and self.low_memory:
+            raise RsSegError("--low-memory caps forward passes, but --mode whole is one pass over the "
+                             "scene: use --mode fast --low-memory")
         p = self.configure(predictor)
-        if self.mode not in MODES:
-            raise RsSegError(f"unknown prediction mode '{self.mode}'; choose one of {', '.join(MODES)}")
         if self.blend is not None:
             if self.blend not in BLENDS:
                 raise RsSegError(f"unknown blending '{self.blend}'; choose one of {', '.join(BLENDS)}")
-            if self.mode == "naive" or margin == 0:
-                raise RsSegError("blending needs a margin (window > keep) and not the naive mode")
+            if mode in ("naive", "whole") or margin == 0:
+                raise RsSegError(f"blending needs a margin (window > keep) and not the {mode} mode")
             if p.keep < 2 * margin:
                 raise RsSegError(f"blending needs keep >= 2 x margin, got keep {p.keep}, margin {margin}")
         if self.confidence is not None and self.confidence not in CONFIDENCES:
@@ -143,12 +158,12 @@ class PredictOptions:
         if self.low_memory:  # windows (tile + 2 margins) of at most LOW_MEMORY_PIXELS
             margin = check_border(p.window, p.keep)
             tile = min(tile, max(FAST_MULTIPLE, math.isqrt(LOW_MEMORY_PIXELS) - 2 * margin))
-        return plan_grid(h, w, self.mode, p.window, p.keep, tile)
+        return plan_grid(h, w, p.mode, p.window, p.keep, tile)
 
     def tags(self, predictor: Predictor) -> dict[str, str]:
         """How the map was made, stored in the GeoTIFF and the area JSON."""
         p = self.configure(predictor)
-        return {"rsseg_mode": self.mode, "rsseg_window": str(p.window), "rsseg_keep": str(p.keep),
+        return {"rsseg_mode": p.mode, "rsseg_window": str(p.window), "rsseg_keep": str(p.keep),
                 "rsseg_blend": self.blend or "none", "rsseg_tta": str(self.tta).lower(),
                 "rsseg_precision": p.precision}
 

@@ -145,7 +145,7 @@ def predict_scene(
     progress: Callable[[int], None] | None = None,
 ) -> SceneResult:
     """Predict one file into ``out_dir``; errors are ``RsSegError`` naming the file."""
-    options = options or PredictOptions()
+    options = (options or PredictOptions()).resolved(predictor)
     input_path = Path(input_path)
     paths = output_paths(Path(out_dir), input_path.stem, options)
     if options.skip_existing and all(p.exists() for p in paths.values()):
@@ -226,7 +226,7 @@ def predict_array(
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """In-memory (C, H, W) raw image -> (H, W) uint8 classes, by the same streaming code."""
-    options = options or PredictOptions()
+    options = (options or PredictOptions()).resolved(predictor)
     predictor = options.configure(predictor)
     source = ArraySource(image, nodata)
     check_bands(predictor, image.shape[0])

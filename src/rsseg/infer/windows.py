@@ -26,6 +26,11 @@ Modes:
   agree with ``reference`` up to the context the margin already cuts off.
 - ``naive``: non-overlapping ``keep``-sized tiles, no margin: the seed's pre-fix tiling,
   for seam comparisons only.
+- ``whole``: the scene in one forward pass, reflect-padded at the bottom and right to
+  multiples of ``WHOLE_MULTIPLE`` px: what a plain script does (``model(pad(image))``), so
+  its maps are the baseline the tiled modes are checked against. The pass's activations
+  grow with the scene, so scenes over ``WHOLE_MAX_PIXELS`` are refused rather than left to
+  exhaust memory.
 """
 
 from __future__ import annotations
@@ -39,10 +44,15 @@ import numpy as np
 from rsseg.config.infer import border_problem
 from rsseg.errors import RsSegError
 
-MODES = ("reference", "fast", "naive")
 #: Kept tile sides in ``fast`` mode are multiples of this (the U-Net's and TIFF's granule).
 FAST_MULTIPLE = 16
 DEFAULT_FAST_TILE = 1024
+#: ``whole`` pads each side to a multiple of this: 2**5, the granule of a 5-level encoder
+#: (SMP's U-Nets; the seed U-Net's 2**4 divides it), so no model pads again inside.
+WHOLE_MULTIPLE = 32
+#: Largest scene ``whole`` takes in one pass: 4096 x 4096 px. The demo U-Net's activations
+#: take about 0.5 kB a pixel, so 8 GB here; larger scenes belong to ``fast``.
+WHOLE_MAX_PIXELS = 4096 * 4096
 
 
 def check_border(window: int, keep: int) -> int:
@@ -179,6 +189,38 @@ def _reflected(n: int, covered: int, margin: int) -> np.ndarray:
     return np.pad(np.arange(n), (margin, covered - n + margin), mode="reflect")
 
 
+def _reference(h: int, w: int, margin: int, window: int, keep: int, fast_tile: int) -> Grid:
+    return Grid.uniform(h, w, keep, keep, margin)
+
+
+def _naive(h: int, w: int, margin: int, window: int, keep: int, fast_tile: int) -> Grid:
+    return Grid.uniform(h, w, keep, keep, 0)
+
+
+def _fast(h: int, w: int, margin: int, window: int, keep: int, fast_tile: int) -> Grid:
+    if fast_tile < FAST_MULTIPLE:
+        raise RsSegError(f"fast tile must be at least {FAST_MULTIPLE} px, got {fast_tile}")
+    return Grid(h, w, balanced_sizes(h, fast_tile), equal_sizes(w, fast_tile, margin), margin)
+
+
+def _whole(h: int, w: int, margin: int, window: int, keep: int, fast_tile: int) -> Grid:
+    if h * w > WHOLE_MAX_PIXELS:
+        raise RsSegError(
+            f"a {w}x{h} scene ({h * w / 1e6:.1f} Mpix) is over the whole mode's limit of "
+            f"{WHOLE_MAX_PIXELS / 1e6:.1f} Mpix (one forward pass would exhaust memory): use --mode fast"
+        )
+    return Grid(h, w, (_round_up(h, WHOLE_MULTIPLE),), (_round_up(w, WHOLE_MULTIPLE),), 0)
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return multiple * math.ceil(n / multiple)
+
+
+#: Prediction modes: each plans the grid of an ``h`` x ``w`` scene.
+PLANNERS = {"reference": _reference, "fast": _fast, "naive": _naive, "whole": _whole}
+MODES = tuple(PLANNERS)
+
+
 def plan_grid(
     h: int,
     w: int,
@@ -192,12 +234,6 @@ def plan_grid(
     margin = check_border(window, keep)
     if h <= 0 or w <= 0:
         raise RsSegError(f"image is empty: {h}x{w} pixels")
-    if mode == "reference":
-        return Grid.uniform(h, w, keep, keep, margin)
-    if mode == "naive":
-        return Grid.uniform(h, w, keep, keep, 0)
-    if mode == "fast":
-        if fast_tile < FAST_MULTIPLE:
-            raise RsSegError(f"fast tile must be at least {FAST_MULTIPLE} px, got {fast_tile}")
-        return Grid(h, w, balanced_sizes(h, fast_tile), equal_sizes(w, fast_tile, margin), margin)
-    raise RsSegError(f"unknown prediction mode '{mode}'; choose one of {', '.join(MODES)}")
+    if mode not in PLANNERS:
+        raise RsSegError(f"unknown prediction mode '{mode}'; choose one of {', '.join(MODES)}")
+    return PLANNERS[mode](h, w, margin, window, keep, fast_tile)

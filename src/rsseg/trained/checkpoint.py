@@ -71,6 +71,7 @@ def load_predictor(path: Path, *, device: torch.device | None = None, config: Co
         keep=cfg.infer.keep,
         batch_size=inference_batch_size(cfg.infer.batch_size, device.type),
         precision="bf16" if bf16 else "32",
+        mode=cfg.infer.mode,
         channels_last=use_channels_last(cfg.train.channels_last, bf16, device.type),
         device=device,
         config=cfg,

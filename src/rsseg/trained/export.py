@@ -78,6 +78,7 @@ def build_metadata(predictor: Predictor, stride: int, opset: int) -> dict:
         "std": [float(v) for v in predictor.std],
         "window": predictor.window,
         "keep": predictor.keep,
+        "mode": predictor.mode,
         "batch_size": predictor.batch_size,
         "stride": stride,
         "in_channels": predictor.in_channels,

@@ -188,6 +188,7 @@ def load_onnx_predictor(path: Path, device: Any = None, *, threads: int | None =
         keep=int(meta["keep"]),
         batch_size=int(meta.get("batch_size", 8)),
         precision="32",
+        mode=str(meta.get("mode", "reference")),  # files exported before infer.mode: reference
         channels_last=False,
         device="cpu",  # ORT takes and returns host arrays whatever its provider
         input_range=_input_range(meta, len(meta["mean"]), path),

@@ -42,6 +42,8 @@ class Predictor:
     keep: int = 224
     batch_size: int = 8
     precision: Literal["bf16", "32"] = "32"  # maps independent of the machine (rsseg.runtime)
+    #: the prediction mode used when none is asked for (``infer.mode``, ``rsseg.infer.windows``)
+    mode: str = "reference"
     channels_last: bool = True
     device: Any = "cpu"
     #: the run's ``rsseg.config.Config`` when loaded from a checkpoint (data, model, infer...)
