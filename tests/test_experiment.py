@@ -73,7 +73,7 @@ def test_seeds_expand_and_every_config_is_checked_before_training(tmp_path: Path
     assert list(sweep.runs) == ["default__seed=0", "default__seed=1", "typo__seed=0", "typo__seed=1"]
     assert sweep.runs["default__seed=1"] == ["train.seed=1"] and sweep.arms["typo__seed=1"] == "typo"
     out = tmp_path / "out"
-    with pytest.raises(RsSegError, match=r"sweep.yaml: run 'typo__seed=0'.*not_a_key"):
+    with pytest.raises(RsSegError, match=r"(?s)sweep.yaml: run 'typo__seed=0'.*not_a_key"):
         run_sweep(path, out=out, progress=False)
     assert not (out / "default__seed=0").exists()  # refused before the first run trained
 

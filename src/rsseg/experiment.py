@@ -68,6 +68,8 @@ log = logging.getLogger(__name__)
 SWEEP_KEYS = ("base", "name", "set", "grid", "split", "seeds", "parallel", "evaluate")
 #: ``evaluate: [{checkpoint: ...}]``: which weights of a run are measured
 CHECKPOINTS = ("model", "best", "last")
+#: A child run's error message, for the parent's table (its console output wraps long lines)
+FAILED = "failed.txt"
 
 
 @dataclass(frozen=True)
@@ -224,7 +226,9 @@ def _run_one(sweep: Sweep, name: str, overrides: list[str], out_dir: Path, progr
             "run": name,
             "arm": sweep.arms.get(name, name),
             "seed": cfg.train.seed,
-            "eval": f"{spec.checkpoint}/{metrics.get('mode', spec.mode)}{'+tta' if spec.tta else ''}",
+            # which weights and prediction mode (a column only when a sweep measures runs several ways)
+            "eval": None if len(sweep.evaluations) == 1 else
+            f"{spec.checkpoint}/{metrics.get('mode', spec.mode)}{'+tta' if spec.tta else ''}",
             "model": cfg.model.name + (f"/{cfg.model.encoder}" if hasattr(cfg.model, "encoder") else ""),
             **{k: metrics[k] for k in ("miou", "mprecision", "mrecall", "mf1", "oa")},
             "parameters": count_parameters(load_predictor(ckpt, config=cfg).model),
@@ -271,6 +275,7 @@ def _child(sweep: Sweep, name: str, out_dir: Path, cores: list[int] | None) -> s
         env["OMP_NUM_THREADS"] = str(len(cores))  # torch's default thread count follows it
     log_path = out_dir / name / "experiment.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    (out_dir / name / FAILED).unlink(missing_ok=True)
     cmd = [sys.executable, "-c", "from rsseg.cli import main; main()", "experiment", str(sweep.path),
            "--out", str(out_dir), "--only", name, "--no-progress"]
     pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
@@ -279,11 +284,9 @@ def _child(sweep: Sweep, name: str, out_dir: Path, cores: list[int] | None) -> s
 
 
 def _failure(run_dir: Path, code: int) -> str:
-    """The child's last error line (``error: ...``), else its exit code."""
-    path = run_dir / "experiment.log"
-    lines = path.read_text(errors="replace").splitlines() if path.exists() else []
-    errors = [ln for ln in lines if ln.startswith("error:")]
-    return errors[-1].removeprefix("error:").strip() if errors else f"exit code {code}"
+    """Why a child run failed: the message it wrote to ``failed.txt``, else its exit code."""
+    path = run_dir / FAILED
+    return path.read_text().strip() if path.exists() else f"exit code {code} (see {run_dir / 'experiment.log'})"
 
 
 def _run_parallel(sweep: Sweep, names: list[str], out_dir: Path,
@@ -358,6 +361,9 @@ def run_sweep(
             except RsSegError as exc:  # one bad run must not lose the others
                 log.error("run %s failed: %s", name, exc)
                 failed[name] = str(exc)
+                if only:  # a child of a parallel sweep: the parent reads the reason from here
+                    (out_dir / name).mkdir(parents=True, exist_ok=True)
+                    atomic_write_text(out_dir / name / FAILED, str(exc))
                 if on_run:
                     on_run(name, f"FAILED: {exc}")
                 continue
