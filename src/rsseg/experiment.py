@@ -112,8 +112,8 @@ def _run_one(sweep: Sweep, name: str, overrides: list[str], out_dir: Path, progr
     run_dir = out_dir / name
     resume = run_dir if (run_dir / "checkpoints" / "last.ckpt").exists() else None
     trained = train(cfg, config_name=name, resume=resume, progress=progress)
-    ev = evaluate(trained.best_checkpoint, config=cfg, split=sweep.split, progress=progress)
-    params = count_parameters(load_predictor(trained.best_checkpoint, config=cfg).model)
+    ev = evaluate(trained.model_checkpoint, config=cfg, split=sweep.split, progress=progress)
+    params = count_parameters(load_predictor(trained.model_checkpoint, config=cfg).model)
     metrics = ev.metrics
     row = {
         "run": name,
