@@ -187,3 +187,16 @@ def test_a_budget_too_short_for_one_validation_is_refused(tiny_config_path, tmp_
                                          r"estimated at .* training batches x"):
         train(cfg, config_name="short", progress=False)
     assert not (tmp_path / "short" / "checkpoints" / "last.ckpt").exists()
+
+
+def test_ema_resume_goes_on_from_the_raw_weights(tiny_config_path, tmp_path) -> None:
+    """A resumed EMA run ends where the uninterrupted one does: last.ckpt keeps the raw weights."""
+    # a constant LR: a poly schedule over 1 epoch would differ from one over 2 without any EMA
+    sets = [f"output.dir={tmp_path}", "train.ema=0.9", "optim.lr=0.01", "optim.scheduler=constant"]
+    whole = train(load_config(tiny_config_path, [*sets, "output.name=whole", "train.epochs=2"]), progress=False)
+    first = train(load_config(tiny_config_path, [*sets, "output.name=part", "train.epochs=1"]), progress=False)
+    resumed = train(load_config(tiny_config_path, [*sets, "output.name=part", "train.epochs=2"]),
+                    resume=first.run_dir, progress=False)
+    a, b = read_checkpoint(whole.last_checkpoint), read_checkpoint(resumed.last_checkpoint)
+    for key in ("state_dict", "current_model_state"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
