@@ -81,11 +81,11 @@ def run_demo(
     result = train(cfg, config_name="demo", progress=progress)
     summary.seconds["train"] = timer() - t0
     summary.paths["run"] = result.run_dir
-    summary.paths["checkpoint"] = result.best_checkpoint
+    summary.paths["checkpoint"] = result.model_checkpoint
 
     console.rule("[bold]3/4 evaluate (held-out test scenes)")
     t0 = timer()
-    ev = evaluate(result.best_checkpoint, config=cfg, split="test", progress=progress)
+    ev = evaluate(result.model_checkpoint, config=cfg, split="test", progress=progress)
     summary.seconds["evaluate"] = timer() - t0
     summary.miou = ev.metrics["miou"]
     summary.paths["metrics"] = ev.metrics_path
@@ -94,7 +94,7 @@ def run_demo(
 
     console.rule(f"[bold]4/4 predict a {scene_size}x{scene_size} scene")
     t0 = timer()
-    predictor = load_predictor(result.best_checkpoint, config=cfg)
+    predictor = load_predictor(result.model_checkpoint, config=cfg)
     maps = predict_files(predictor, [scene], out / "predictions", show_progress=progress)[0]
     summary.seconds["predict"] = timer() - t0
     summary.paths.update({f"map {k}": v for k, v in maps.items()})

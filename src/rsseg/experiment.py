@@ -205,7 +205,7 @@ def _steps(run_dir: Path) -> int | None:
 
 def _checkpoint(trained: Any, spec: EvalSpec) -> Path:
     if spec.checkpoint == "model":
-        return Path(trained.best_checkpoint)
+        return Path(trained.model_checkpoint)
     return Path(trained.run_dir) / "checkpoints" / f"{spec.checkpoint}.ckpt"
 
 

@@ -30,6 +30,8 @@ def train(
         return
     console.print(f"run directory: {result.run_dir}")
     console.print(f"best checkpoint: {result.best_checkpoint} (val mIoU {result.best_val_miou})")
+    if result.model_checkpoint != result.best_checkpoint:
+        console.print(f"model (train.select: last): {result.model_checkpoint}")
 
 
 @app.command()

@@ -99,7 +99,8 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _time_schedule_needs_budget(self) -> Config:
-        if self.optim.scheduler == "poly" and self.optim.interval == "time" and not self.train.max_minutes:
+        progress = self.optim.scheduler not in ("step", "none")  # poly, cosine, constant, wsd
+        if progress and self.optim.interval == "time" and not self.train.max_minutes:
             raise ValueError("optim.interval 'time' decays the LR over train.max_minutes: set it")
         split = self.data.split
         if split is not None and split.val == [] and self.train.early_stopping is not None:

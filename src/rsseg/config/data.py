@@ -278,7 +278,17 @@ class DataConfig(Section):
     )
     tile_size: int = Field(224, ge=16, description="Side of the training/validation chips in pixels.")
     random_shift: int = Field(
-        20, ge=0, description="Random shift (+-px) of each training chip (seed 000 'Random Shift')."
+        20, ge=0, description="Random shift (+-px) of each training chip (seed 000 'Random Shift'); crop: grid only."
+    )
+    crop: Literal["grid", "random"] = Field(
+        "grid",
+        description="Training reads: grid (the fixed chip grid, moved by random_shift) or random (a tile_size "
+        "window anywhere in the chip's scene; scenes still drawn per chip, so by area). Validation: always grid.",
+    )
+    normalization: Literal["dataset", "imagenet"] = Field(
+        "dataset",
+        description="Per-band mean/std when data.mean/std are unset: dataset (the training scenes' statistics) "
+        "or imagenet (ImageNet RGB statistics x255; 3-band 8-bit imagery only).",
     )
     augment: AugmentConfig = Field(
         default_factory=AugmentConfig,

@@ -71,17 +71,26 @@ class OptimConfig(Section):
     lr: float = Field(0.003, gt=0, description="Initial learning rate.")
     momentum: float = Field(0.9, ge=0, description="SGD momentum.")
     weight_decay: float = Field(1e-5, ge=0, description="Weight decay.")
-    scheduler: Literal["poly", "step", "none"] = Field(
-        "poly", description="LR schedule: polynomial decay, step decay, or none."
+    scheduler: Literal["poly", "cosine", "constant", "wsd", "step", "none"] = Field(
+        "poly",
+        description="LR schedule: poly(nomial) or cosine decay to zero, constant, wsd (constant, then linear "
+        "to zero over the last decay_fraction), step decay, or none.",
     )
     power: float = Field(0.9, gt=0, description="Power of the polynomial schedule (seed ADAM1: 2).")
     interval: Literal["step", "epoch", "time"] = Field(
         "step",
-        description="Poly schedule stepped per optimiser step (smooth), per epoch (seed), or over "
-        "the wall-clock budget train.max_minutes (time: reaches zero when the budget ends).",
+        description="Run progress of poly/cosine/constant/wsd: per optimiser step (smooth), per epoch (seed), "
+        "or over the wall-clock budget train.max_minutes (time: reaches the end when the budget ends).",
     )
     total_iters: int | None = Field(
-        None, ge=1, description="Poly decay length in steps/epochs (per `interval`); null = whole run."
+        None, ge=1, description="Schedule length in steps/epochs (per `interval`); null = whole run."
+    )
+    warmup: float = Field(
+        0.0, ge=0, lt=1,
+        description="Linear warm-up from 0 over this fraction of the run (poly/cosine/constant/wsd); 0 = none.",
+    )
+    decay_fraction: float = Field(
+        0.2, gt=0, le=1, description="wsd: the final fraction of the run over which the LR falls to zero."
     )
     step_size: int = Field(15, ge=1, description="Epochs between step-LR decays (seed 001: 15).")
     gamma: float = Field(0.1, gt=0, description="Step-LR decay factor.")
@@ -92,6 +101,12 @@ class OptimConfig(Section):
         if isinstance(value, dict) and value.get("preset") in OPTIM_PRESETS:
             return {**OPTIM_PRESETS[value["preset"]], **value}
         return value
+
+    @model_validator(mode="after")
+    def _warmup_needs_a_progress_schedule(self) -> OptimConfig:
+        if self.warmup > 0 and self.scheduler in ("step", "none"):
+            raise ValueError(f"warmup applies to poly, cosine, constant and wsd, not scheduler '{self.scheduler}'")
+        return self
 
 
 class EarlyStoppingConfig(Section):
@@ -137,6 +152,16 @@ class TrainConfig(Section):
     )
     early_stopping: EarlyStoppingConfig | None = Field(
         None, description="Stop when validation mIoU stops improving, e.g. {patience: 5}; null = off."
+    )
+    ema: float | None = Field(
+        None, gt=0, lt=1,
+        description="Exponential moving average of the weights with this decay (e.g. 0.999): validation "
+        "scores it and the checkpoints hold it; null = off.",
+    )
+    select: Literal["best", "last"] = Field(
+        "best",
+        description="The run's model: best (checkpoints/best.ckpt, best validation mIoU) or last (the final "
+        "weights, last.ckpt); what `rsseg demo`/`experiment` evaluate.",
     )
     freeze_encoder: bool | int = Field(
         False,

@@ -41,6 +41,36 @@ log = logging.getLogger(__name__)
 #: ``(image float32 (C, H, W) normalised, mask uint8 (H, W)) -> (image, mask)``
 Transform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
+#: ImageNet RGB statistics in [0, 1] units (torchvision's), for encoders pretrained on them
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+#: raw pixel value of 1.0 in ImageNet's [0, 1] units, per image dtype (``data.normalization: imagenet``)
+IMAGENET_SCALE = {"uint8": 255.0}
+
+
+def _dataset_stats(records: Sequence[dict], bands: Sequence[int] | None) -> tuple[list[float], list[float]]:
+    return band_mean_std(records, bands)
+
+
+def _imagenet_stats(records: Sequence[dict], bands: Sequence[int] | None) -> tuple[list[float], list[float]]:
+    """ImageNet mean/std in raw pixel units; refused where the bands are not 8-bit RGB."""
+    n = len(bands) if bands else (records[0]["count"] if records else 0)
+    if n != 3:
+        raise RsSegError(f"data.normalization: imagenet needs 3 bands (RGB), the images have {n}; "
+                         "use data.normalization: dataset or give data.mean/std")
+    dtypes = sorted({str(r.get("dtype")) for r in records})
+    if not dtypes or any(d not in IMAGENET_SCALE for d in dtypes):
+        raise RsSegError(f"data.normalization: imagenet scales to 8-bit pixels, the images are {', '.join(dtypes)}; "
+                         "use data.normalization: dataset or give data.mean/std")
+    scale = IMAGENET_SCALE[dtypes[0]]
+    return [m * scale for m in IMAGENET_MEAN], [s * scale for s in IMAGENET_STD]
+
+
+#: ``data.normalization`` -> (scan records, 1-based bands) -> (mean, std) in raw pixel units
+NORMALIZATIONS: dict[str, Callable[[Sequence[dict], Sequence[int] | None], tuple[list[float], list[float]]]] = {
+    "dataset": _dataset_stats,
+    "imagenet": _imagenet_stats,
+}
+
 
 @dataclass(frozen=True)
 class Chip:
@@ -87,6 +117,8 @@ class TileDataset(Dataset):
         std: Sequence[float] | None = None,
         bands: Sequence[int] | None = None,
         random_shift: int = 0,
+        crop: Literal["grid", "random"] = "grid",
+        normalization: str = "dataset",
         augment: bool = False,
         transform: Transform | None = None,
         codec: MaskCodec | None = None,
@@ -97,6 +129,8 @@ class TileDataset(Dataset):
     ) -> None:
         self.tile = tile_size
         self.shift = random_shift
+        self.crop = crop
+        self.normalization = normalization
         self.augment = augment
         self.transform = transform
         self.bands = list(bands) if bands is not None else None
@@ -144,7 +178,7 @@ class TileDataset(Dataset):
 
     def _set_normalisation(self, mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
         if mean is None or std is None:
-            mean, std = band_mean_std(self.records, self.bands)
+            mean, std = NORMALIZATIONS[self.normalization](self.records, self.bands)
         n = len(self.bands) if self.bands else (self.records[0]["count"] if self.records else len(mean))
         if len(mean) != n or len(std) != n:
             raise RsSegError(f"data.mean/std have {len(mean)}/{len(std)} values for {n} bands")
@@ -161,11 +195,14 @@ class TileDataset(Dataset):
         return len(self.chips)
 
     def window(self, index: int) -> tuple[Scene, Window]:
-        """The scene and (randomly shifted) window of chip ``index``."""
+        """The scene and (randomly shifted, or with ``crop='random'`` anywhere placed) window of chip ``index``."""
         chip = self.chips[index]
         h, w = self.shapes[chip.scene]
         row, col = chip.row, chip.col
-        if self.shift:
+        if self.crop == "random":  # the chip only picks the scene: uniform over every in-scene origin
+            row = int(torch.randint(0, max(h - self.tile, 0) + 1, ()).item())
+            col = int(torch.randint(0, max(w - self.tile, 0) + 1, ()).item())
+        elif self.shift:
             dy, dx = torch.randint(-self.shift, self.shift + 1, (2,)).tolist()
             row = min(max(row + dy, 0), max(h - self.tile, 0))
             col = min(max(col + dx, 0), max(w - self.tile, 0))

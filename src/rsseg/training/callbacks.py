@@ -9,8 +9,9 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.callbacks import Callback, EarlyStopping, WeightAveraging
 from torch import nn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from rsseg.data.seeding import derive_seed, seed_all
 from rsseg.errors import RsSegError
@@ -48,6 +49,37 @@ class FreezeEncoder(Callback):
             param.requires_grad_(not frozen)
         if frozen:
             self.encoder.eval()
+
+
+class EMA(WeightAveraging):
+    """Exponential moving average of the weights (``train.ema``), updated after every optimiser step.
+
+    Lightning swaps the average in for each validation (so val mIoU, and best.ckpt's choice,
+    score it), writes it as the checkpoints' ``state_dict`` (the raw weights go to
+    ``current_model_state``, which only a resume reads) and copies it into the model when
+    training ends: evaluate/predict load the average unchanged. Buffers (batch-norm
+    statistics) are averaged too. The average lives on the training device, found at setup.
+    """
+
+    def __init__(self, decay: float) -> None:
+        super().__init__(multi_avg_fn=get_ema_multi_avg_fn(decay))
+        self.decay = decay
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._device is None:  # the module is still on the CPU at setup: copying across devices each step
+            self._device = trainer.strategy.root_device
+        self._raw: dict[str, torch.Tensor] | None = None
+        super().setup(trainer, pl_module, stage)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # the final last.ckpt (saved after fit) keeps the raw weights for a resume to go on from
+        self._raw = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+        super().on_train_end(trainer, pl_module)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        if getattr(self, "_raw", None) is not None:
+            checkpoint["current_model_state"] = self._raw
 
 
 class StopOnNonFinite(Callback):
@@ -138,7 +170,7 @@ class EpochSeeds(Callback):
 
 
 def training_callbacks(cfg, model: nn.Module) -> list[Callback]:
-    """Early stopping and encoder freezing as the ``train`` section asks (``cfg``: Config),
+    """Early stopping, weight averaging and encoder freezing as the ``train`` section asks (``cfg``: Config),
     and the stop on a non-finite loss (always)."""
     callbacks: list[Callback] = [StopOnNonFinite()]
     stop = cfg.train.early_stopping
@@ -147,6 +179,8 @@ def training_callbacks(cfg, model: nn.Module) -> list[Callback]:
             EarlyStopping(monitor="val_miou", mode="max", patience=stop.patience,
                           min_delta=stop.min_delta, check_finite=False)
         )
+    if cfg.train.ema is not None:
+        callbacks.append(EMA(cfg.train.ema))
     freeze = cfg.train.freeze_encoder
     if freeze is not False and freeze != 0:
         epochs = None if freeze is True else int(freeze)

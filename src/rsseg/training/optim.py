@@ -1,7 +1,8 @@
-"""Optimisers and learning-rate schedules by name (seed presets: SGD1, ADAM1, step LR)."""
+"""Optimisers and learning-rate schedules by name (seed presets: SGD1, ADAM1, step LR; cosine, wsd, warm-up)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -14,28 +15,72 @@ OPTIMIZERS: dict[str, Callable[[Any, Iterable[torch.nn.Parameter]], torch.optim.
 }
 
 
-def _poly(cfg: Any, opt: torch.optim.Optimizer, trainer: Any) -> dict:
-    """Polynomial decay to zero over ``total_iters`` steps or epochs (default: the whole run).
+def _poly_factor(cfg: Any, p: float) -> float:
+    return (1.0 - p) ** cfg.power
 
-    Per step (default) the LR falls smoothly; per epoch with a fixed length is the seed's
-    PolynomialLR (SGD1: 20 epochs, after which the LR stays at zero).
+
+def _cosine_factor(cfg: Any, p: float) -> float:
+    return 0.5 * (1.0 + math.cos(math.pi * p))
+
+
+def _constant_factor(cfg: Any, p: float) -> float:
+    return 1.0
+
+
+def _wsd_factor(cfg: Any, p: float) -> float:
+    """Warm-up-stable-decay: constant, then linear to zero over the last ``decay_fraction``."""
+    return min(1.0, (1.0 - p) / cfg.decay_fraction)
+
+
+#: schedule name -> (OptimConfig, run progress in [0, 1]) -> LR factor; optim.warmup multiplies in
+FACTORS: dict[str, Callable[[Any, float], float]] = {
+    "poly": _poly_factor,
+    "cosine": _cosine_factor,
+    "constant": _constant_factor,
+    "wsd": _wsd_factor,
+}
+
+
+def lr_factor(cfg: Any, progress: float) -> float:
+    """The LR factor of ``cfg.scheduler`` at ``progress`` (clipped to [0, 1]), warm-up included.
+
+    The warm-up ramps linearly from 0 and multiplies the schedule, so the curve stays continuous.
+    """
+    p = min(max(progress, 0.0), 1.0)
+    ramp = min(1.0, p / cfg.warmup) if cfg.warmup > 0 else 1.0
+    return ramp * FACTORS[cfg.scheduler](cfg, p)
+
+
+def _total(cfg: Any, trainer: Any) -> int:
+    """Schedule length in scheduler steps: total_iters, else the run's steps or epochs."""
+    if cfg.total_iters is not None:
+        return cfg.total_iters
+    if trainer is None:
+        return 1000
+    if cfg.interval == "step":
+        return max(1, int(trainer.estimated_stepping_batches))
+    return max(1, int(trainer.max_epochs or 1))
+
+
+def _progress(cfg: Any, opt: torch.optim.Optimizer, trainer: Any) -> dict:
+    """poly/cosine/constant/wsd as ``lr_factor`` of the run's progress: steps or epochs done
+    out of the total, or with ``interval: time`` the share of the wall-clock budget spent.
+
+    Poly without warm-up per step/epoch stays torch's PolynomialLR (bit-identical to the
+    seed's schedule).
     """
     if cfg.interval == "time":
-        return _poly_over_budget(cfg, opt, trainer)
-    total = cfg.total_iters
-    if total is None:
-        if trainer is None:
-            total = 1000
-        elif cfg.interval == "step":
-            total = max(1, int(trainer.estimated_stepping_batches))
-        else:
-            total = max(1, int(trainer.max_epochs or 1))
-    sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=total, power=cfg.power)
+        return _over_budget(cfg, opt, trainer)
+    total = _total(cfg, trainer)
+    if cfg.scheduler == "poly" and cfg.warmup == 0:
+        sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=total, power=cfg.power)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor(cfg, i / total))
     return {"scheduler": sched, "interval": cfg.interval}
 
 
 def _budget_timer(trainer: Any) -> Any:
-    from lightning.pytorch.callbacks import Timer
+    from lightning.pytorch.callbacks import Timer  # lazy: Lightning only when a budget schedule is built
 
     timers = [cb for cb in getattr(trainer, "callbacks", []) if isinstance(cb, Timer)]
     if not timers or timers[0]._duration is None:
@@ -43,19 +88,18 @@ def _budget_timer(trainer: Any) -> Any:
     return timers[0]
 
 
-def _poly_over_budget(cfg: Any, opt: torch.optim.Optimizer, trainer: Any) -> dict:
-    """Polynomial decay to zero over the wall-clock budget ``train.max_minutes``.
+def _over_budget(cfg: Any, opt: torch.optim.Optimizer, trainer: Any) -> dict:
+    """The schedule over the wall-clock budget ``train.max_minutes``.
 
     Why: under a fixed CPU budget the number of epochs that fit depends on the model and the
-    machine, so a schedule in epochs either ends early or never decays. Here the LR reaches zero
+    machine, so a schedule in epochs either ends early or never decays. Here the schedule ends
     when the budget ends (Lightning's Timer, which survives a resume). The price: runs depend on
     wall-clock speed and are not bit-reproducible.
     """
     timer = _budget_timer(trainer)
 
     def factor(_: int) -> float:
-        done = min(timer.time_elapsed("train") / timer._duration, 1.0)
-        return (1.0 - done) ** cfg.power
+        return lr_factor(cfg, timer.time_elapsed("train") / timer._duration)
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     return {"scheduler": sched, "interval": "step"}
@@ -67,7 +111,7 @@ def _step(cfg: Any, opt: torch.optim.Optimizer, trainer: Any) -> dict:
 
 
 SCHEDULERS: dict[str, Callable[[Any, torch.optim.Optimizer, Any], dict]] = {
-    "poly": _poly,
+    **{name: _progress for name in FACTORS},
     "step": _step,
 }
 

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from rsseg import __version__
 from rsseg.allocator import warm_allocator
+from rsseg.training.budget import check_budget
 from rsseg.training.callbacks import EpochSeeds, training_callbacks
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.config import Config
@@ -126,9 +127,17 @@ def _recorded_seconds(run_dir: Path) -> float:
     return float(json.loads(path.read_text()).get("train", 0.0)) if path.exists() else 0.0
 
 
+#: ``train.select`` -> (best checkpoint, last checkpoint) -> the run's model
+SELECT = {
+    "best": lambda best, last: best,
+    "last": lambda best, last: last,
+}
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
+    #: the best validation mIoU's checkpoint (the last one when nothing is validated)
     best_checkpoint: Path
     last_checkpoint: Path
     best_val_miou: float | None
@@ -138,6 +147,12 @@ class TrainResult:
     skipped: list = field(default_factory=list)
     #: the process's rank: only rank 0 wrote the run directory (``rsseg.distributed``)
     global_rank: int = 0
+    #: the run's model as ``train.select`` chooses it: what ``rsseg demo``/``experiment`` evaluate
+    model_checkpoint: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.model_checkpoint is None:
+            self.model_checkpoint = self.best_checkpoint
 
 
 def _validation_scenes(source: Any, cfg: Config) -> list:
@@ -259,6 +274,10 @@ def train(
         enable_progress_bar=progress,
         enable_model_summary=False,
     )
+    if cfg.train.max_minutes and val_dl is not None and resume is None and trainer.world_size == 1:
+        # a budget that ends before the first validation is refused now, not after minutes
+        estimate = check_budget(cfg, config_name, task, train_dl, val_dl, trainer.strategy.root_device, bf16)
+        log.info("about %.1f s to the first validation (train.max_minutes=%g)", estimate, cfg.train.max_minutes)
     if trainer.world_size > 1:
         train_dl, val_dl = shard_loaders(train_dl, val_dl, trainer.world_size, cfg.train.seed)
     log.info("training %s on %d chips (%d validation), bf16=%s", cfg.model.name, len(train_ds),
@@ -284,9 +303,10 @@ def train(
     trainer.save_checkpoint(last)  # also covers a stop by max_minutes in the middle of an epoch
     best = Path(checkpoints.best_model_path) if checkpoints.best_model_path else last
     score = checkpoints.best_model_score
+    model = SELECT[cfg.train.select](best, last)
     if not trainer.is_global_zero:  # rank 0 writes timings and the report
         return TrainResult(run_dir, best, last, None if score is None else float(score), seconds,
-                           trainer.current_epoch, skipped, trainer.global_rank)
+                           trainer.current_epoch, skipped, trainer.global_rank, model)
 
     previous = 0.0 if resume is None else _recorded_seconds(run_dir)
     record_timing(run_dir, train=previous + seconds)
@@ -299,4 +319,5 @@ def train(
         seconds=seconds,
         epochs=trainer.current_epoch,
         skipped=skipped,
+        model_checkpoint=model,
     )

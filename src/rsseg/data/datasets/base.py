@@ -206,6 +206,7 @@ class Source:
         dataset = TileDataset(
             scenes, self.classes(), tile_size=cfg.tile_size, mean=mean, std=std,
             bands=self.band_indices(), random_shift=cfg.random_shift if train else 0,
+            crop=cfg.crop if train else "grid", normalization=cfg.normalization,
             augment=False, transform=transform if train else None,
             codec=self.codec, cache_dir=self.cache_dir(), on_error=cfg.on_error,
             decoded_cache=cfg.decoded_cache,
