@@ -114,16 +114,26 @@ def test_cli_index_build_search_compare(tiny_run, tmp_path) -> None:
     scenes = sorted((tiny_run.run_dir.parent.parent / "data" / "test" / "images").glob("*.tif"))
     index = tmp_path / "idx"
     result = runner.invoke(app, ["index", "build", str(tiny_run.best_checkpoint), *map(str, scenes),
-                                 "--out", str(index), "--tile", "64", "--embed", "backbone", "--min-mass", "0"])
+                                 "--out", str(index), "--tile", "64", "--embed", "backbone", "--min-mass", "0",
+                                 "--embed", "encoder=geoembed-aerial-resnet18"])
     assert result.exit_code == 0, result.output
+    assert "encoder-geoembed-aerial-resnet18" in plain(result.output)
     tile_id = json.loads((index / "tiles.jsonl").read_text().splitlines()[0])["id"]
     result = runner.invoke(app, ["index", "search", str(index), "--query", tile_id, "--k", "3",
                                  "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     assert any((tmp_path / "r").glob("*.png"))
+    result = runner.invoke(app, ["index", "search", str(index), "--query", tile_id, "--k", "3",
+                                 "--by", "encoder", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert '"method": "encoder-geoembed-aerial-resnet18:l2"' in result.output
     result = runner.invoke(app, ["index", "compare", str(index), "--sample", "3"])
     assert result.exit_code == 0, result.output
-    assert "backbone" in result.output
+    assert "backbone" in result.output and "encoder-geoembed-aerial-resnet18:l2" in result.output
+    result = runner.invoke(app, ["index", "build", str(tiny_run.best_checkpoint), *map(str, scenes),
+                                 "--out", str(tmp_path / "bad"), "--embed", "encoder=nowhere"])
+    assert result.exit_code == 2
+    assert "encoder=nowhere: unknown encoder source" in plain(result.output).replace("\n", "")
 
 
 def test_error_messages_print_square_brackets_as_written(tmp_path):

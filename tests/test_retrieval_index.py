@@ -189,3 +189,95 @@ def test_bad_input_is_reported(built, tmp_path):
     with pytest.raises(RsSegError, match="no chip to index"):
         build_index(index.manifest["checkpoint"], [crop], tile=128, out=tmp_path / "small", progress=False)
     assert not (tmp_path / "small").exists()  # nothing half-written
+
+
+# --------------------------------------------------------------------------- pretrained encoders
+
+GEO = "encoder-geoembed-aerial-resnet18"
+
+
+@pytest.fixture(scope="module")
+def ssl_file(tmp_path_factory) -> Path:
+    """An encoder exported as by ``rsseg pretrain``: the tiny run's U-Net, with its own stats."""
+    from rsseg.config.model import UNetConfig
+    from rsseg.models import build_model
+    from rsseg.ssl import export_encoder
+
+    torch.manual_seed(0)
+    cfg = UNetConfig(base_width=4, depth=2)
+    path = tmp_path_factory.mktemp("ssl") / "my ssl.safetensors"
+    return export_encoder(build_model(cfg, 3, 2), cfg, path, in_channels=3, mean=[90.0] * 3, std=[40.0] * 3)
+
+
+@pytest.fixture(scope="module")
+def with_encoders(tiny_run, ssl_file, tmp_path_factory):
+    """Index of the test scene and a one-chip crop, with geoembed and exported-file embeddings."""
+    base = tmp_path_factory.mktemp("encoders")
+    crop = _crop(_scene(tiny_run)[0], base / "crop.tif")
+    index = build_index(tiny_run.best_checkpoint, [_scene(tiny_run)[0], crop], tile=TILE, out=base / "index",
+                        embeddings=["encoder=geoembed-aerial-resnet18", f"encoder={ssl_file}"], progress=False)
+    return index, crop
+
+
+def test_encoder_embeddings_are_stored(with_encoders, ssl_file):
+    index, _ = with_encoders
+    info = index.manifest["embeddings"]
+    assert list(info) == [GEO, "encoder-my_ssl"]  # a safe name: no ':' (metric) nor space
+    assert info[GEO] == {"kind": "encoder", "dim": 512, "metric": "l2", "source": "geoembed-aerial-resnet18"}
+    assert info["encoder-my_ssl"]["source"] == str(ssl_file.resolve())
+    assert index.embeddings(GEO).shape == (10, 512)  # 9 chips of the scene, the crop
+    assert index.embeddings("encoder-my_ssl").shape == (10, 16)  # the U-Net's deepest stage
+    assert np.isfinite(index.embeddings(GEO)).all() and index.embeddings(GEO).std() > 0
+
+
+def test_encoder_normalisation_is_the_one_it_expects(tiny_run, ssl_file):
+    """geoembed: documented RGB in [-1, 1]; an exported file: the stats it was pretrained with."""
+    from rsseg.models.encoders import pooled_embedding as pooled
+    from rsseg.retrieval import EncoderSpec
+    from rsseg.retrieval.embeddings import EncoderEmbedder
+    from rsseg.trained.checkpoint import load_predictor
+
+    def pooled_embedding(model, x):
+        with torch.no_grad():
+            return pooled(model, x)
+
+    predictor = load_predictor(tiny_run.best_checkpoint)
+    chips = np.random.default_rng(0).integers(0, 256, (2, 3, 32, 32)).astype(np.uint8)
+    geo = EncoderEmbedder(EncoderSpec("geoembed-aerial-resnet18"), predictor)
+    assert geo.stats == "source"
+    x = torch.from_numpy(chips).float() / 255
+    np.testing.assert_allclose(geo(chips), pooled_embedding(geo.model, (x - 0.5) / 0.5).numpy(), rtol=1e-4, atol=1e-5)
+    own = EncoderEmbedder(EncoderSpec(str(ssl_file)), predictor)
+    assert own.stats == "file"
+    x = torch.from_numpy(chips).float()
+    np.testing.assert_allclose(own(chips), pooled_embedding(own.model, (x - 90) / 40).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_search_and_compare_by_encoder(with_encoders):
+    index, crop = with_encoders
+    searcher = Searcher(index)
+    for by in (GEO, f"{GEO}:l1", "encoder-my_ssl"):  # an image is embedded as its chip was
+        res = search_index(index, crop, k=3, by=by, searcher=searcher)
+        assert res[0]["tile_id"] == "crop:0:0" and res[0]["distance"] == pytest.approx(0, abs=1e-3)
+    res = search_index(index, "crop:0:0", k=4, by=GEO, searcher=searcher)
+    assert res[0]["method"] == f"{GEO}:l2" and "crop:0:0" not in [r["tile_id"] for r in res]
+    with pytest.raises(RsSegError, match="'encoder' needs exactly one encoder embedding.*my_ssl"):
+        search_index(index, "crop:0:0", by="encoder", searcher=searcher)
+    table = compare_methods(searcher, ["crop:0:0", "scene_000:64:64"], ms=(5,))
+    assert list(table) == ["miou", "wiou", "pixel-precision", f"{GEO}:l2", "encoder-my_ssl:l2"]
+
+
+def test_unknown_encoder_source_is_refused(tiny_run, tmp_path):
+    scene = _scene(tiny_run)[0]
+    with pytest.raises(RsSegError, match=r"encoder=nowhere: unknown encoder source.*geoembed-aerial-resnet18"):
+        build_index(tiny_run.best_checkpoint, [scene], tile=TILE, out=tmp_path / "i",
+                    embeddings=["encoder=nowhere"], progress=False)
+    plain = tmp_path / "plain.pt"
+    torch.save({"w": torch.zeros(1)}, plain)
+    with pytest.raises(RsSegError, match="not an encoder file exported by `rsseg pretrain`"):
+        build_index(tiny_run.best_checkpoint, [scene], tile=TILE, out=tmp_path / "i",
+                    embeddings=[f"encoder={plain}"], progress=False)
+    with pytest.raises(RsSegError, match="unknown embedding 'vit'.*encoder=SOURCE"):
+        build_index(tiny_run.best_checkpoint, [scene], tile=TILE, out=tmp_path / "i",
+                    embeddings=["vit"], progress=False)
+    assert not (tmp_path / "i").exists()

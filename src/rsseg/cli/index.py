@@ -25,7 +25,10 @@ def index_build(
     tile: Annotated[int, typer.Option(help="Chip size in pixels.")] = 224,
     stride: Annotated[int | None, typer.Option(help="Step of the chip grid (default: the tile size).")] = None,
     embed: Annotated[
-        list[str] | None, typer.Option("--embed", help="Embedding to store: backbone (repeatable).")
+        list[str] | None,
+        typer.Option("--embed", help="Embedding to store (repeatable): backbone, or encoder=SOURCE with SOURCE "
+                                     "a built-in weights source (geoembed-aerial-resnet18, ...) or an encoder "
+                                     "file exported by rsseg pretrain; stored as encoder-<name>."),
     ] = None,
     vit: Annotated[
         list[str] | None,
@@ -61,7 +64,8 @@ def index_search(
     query: Annotated[str, typer.Option(help="An image file or a tile id of the index.")],
     k: Annotated[int, typer.Option(help="Number of results.")] = 10,
     by: Annotated[
-        str, typer.Option(help="emd, spatial (= miou), wiou, pixel-precision, backbone, vit, or NAME[:l1|l2].")
+        str, typer.Option(help="emd, spatial (= miou), wiou, pixel-precision, backbone, vit, encoder, "
+                               "or an embedding NAME[:l1|l2] (e.g. encoder-geoembed-aerial-resnet18).")
     ] = "emd",
     out: Annotated[Path, typer.Option(help="Folder for the JSON list and the gallery PNG.")] = Path("retrieval"),
     checkpoint: Annotated[

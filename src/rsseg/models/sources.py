@@ -40,6 +40,9 @@ class WeightsSource:
     encoders: tuple[str, ...]
     state: Callable[[], dict[str, torch.Tensor]]  # the weights, in the encoder's key names
     prepare: Callable[[nn.Module, str], None] | None = None  # architecture the weights need
+    #: RGB (mean, std) on 0..1 pixels that the weights were trained with, as the package
+    #: documents them; None where undocumented (users then normalise with their data's stats)
+    input_stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     def check_fits(self, cfg: Any) -> None:
         encoder = getattr(cfg, "encoder", None)
@@ -154,6 +157,7 @@ SOURCES = (
         encoders=("timm-tf_efficientnet_lite0", "tu-tf_efficientnet_lite0"),
         state=_lite0_state,
         prepare=_lite0_prepare,
+        input_stats=((127 / 255,) * 3, (128 / 255,) * 3),  # EfficientNet-Lite: (x - 127) / 128
     ),
     WeightsSource(
         name="geoembed-aerial-resnet18",
@@ -162,5 +166,6 @@ SOURCES = (
         encoders=("resnet18",),
         state=_geoembed_state,
         prepare=cifar_stem,
+        input_stats=((0.5,) * 3, (0.5,) * 3),  # geoembed.preprocess: RGB scaled to [-1, 1]
     ),
 )

@@ -1,5 +1,6 @@
 """Retrieval of similar places (seed 000 §5.2): EMD over predicted class histograms, spatial
-scores, backbone and ViT embeddings; an on-disk index, exact search, Table-3 comparison.
+scores, backbone, ViT and pretrained-encoder embeddings; an on-disk index, exact search,
+Table-3 comparison.
 
 Library entry points: ``build_index``, ``search_index``, ``compare_methods``. Imported lazily
 so that the search core (numpy only) loads without torch.
@@ -11,6 +12,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "EncoderSpec": "rsseg.retrieval.embeddings",
     "RetrievalIndex": "rsseg.retrieval.index",
     "Searcher": "rsseg.retrieval.query",
     "ViTSpec": "rsseg.retrieval.embeddings",
@@ -30,6 +32,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "EncoderSpec",
     "RetrievalIndex",
     "Searcher",
     "ViTSpec",

@@ -26,7 +26,16 @@ from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.errors import RsSegError
 from rsseg.infer import border_corrected_predict, read_image
 from rsseg.io import raster_writer
-from rsseg.retrieval.embeddings import ViTEmbedder, ViTSpec, backbone_embed, to_rgb8
+from rsseg.retrieval.embeddings import (
+    EMBEDDING_KINDS,
+    BackboneSpec,
+    EmbeddingSpec,
+    EncoderSpec,
+    ViTSpec,
+    kind_of,
+    make_embedder,
+    parse_embedding,
+)
 from rsseg.retrieval.index import (
     RetrievalIndex,
     atomic_dir,
@@ -221,8 +230,19 @@ class _JobSpec:
     tile: int
     stride: int
     min_mass: float
-    use_backbone: bool
-    vits: tuple
+    embeddings: tuple  # EmbeddingSpec, in index order
+
+
+def _staging_key(emb: EmbeddingSpec) -> object:
+    """What of an embedding changes a scene's result (its weights file by path, size, mtime)."""
+    if isinstance(emb, BackboneSpec):
+        return "backbone"
+    key = {**emb.to_dict(), "kind": kind_of(emb)}
+    if isinstance(emb, ViTSpec):
+        key = {**emb.to_dict(), "file": file_stamp(emb.weights)}
+    elif isinstance(emb, EncoderSpec) and not emb.builtin:
+        key["file"] = file_stamp(Path(emb.source))
+    return key
 
 
 def _make_job(spec: _JobSpec, predictor=None) -> _Job:
@@ -236,11 +256,10 @@ def _make_job(spec: _JobSpec, predictor=None) -> _Job:
     space = SignatureSpace.of(classes, spec.class_order)
     rgb_bands = predictor.bands[:3] if predictor.bands and len(predictor.bands) >= 3 else None
     embedders = []
-    if spec.use_backbone:
-        embedders.append(("backbone", lambda raw: backbone_embed(predictor, raw), predictor.batch_size))
-    for vit in spec.vits:
-        model = ViTEmbedder(vit, predictor.device)
-        embedders.append((vit.method, lambda raw, m=model: m(np.stack([to_rgb8(c, rgb_bands) for c in raw])), 8))
+    for emb in spec.embeddings:
+        kind = kind_of(emb)
+        embedders.append((emb.method, make_embedder(kind, emb.to_dict(), predictor, rgb_bands),
+                          EMBEDDING_KINDS[kind].batch(predictor)))
     staging = Staging(Path(spec.out), spec.staging_options)
     return _Job(predictor, classes, space, spec.tile, spec.stride, spec.min_mass, embedders, staging)
 
@@ -300,7 +319,7 @@ def build_index(
     tile: int = 224,
     out: Path = Path("index"),
     *,
-    embeddings: Sequence[str | ViTSpec] = (),
+    embeddings: Sequence[str | EmbeddingSpec] = (),
     stride: int | None = None,
     masks: Sequence[Path] | None = None,
     class_order: Sequence[str | int] | None = None,
@@ -310,9 +329,11 @@ def build_index(
 ) -> RetrievalIndex:
     """Predict ``scenes`` (or read their ground-truth ``masks``), cut chips and write an index.
 
-    ``embeddings``: ``"backbone"`` and/or ``ViTSpec``s. ``min_mass``: least share of a chip's
-    pixels in evaluated classes for it to be indexed. ``class_order``: EMD ground order. An
-    interrupted build resumes where it stopped when run again with the same arguments.
+    ``embeddings``: ``"backbone"``, ``"encoder=SOURCE"`` or specs (``BackboneSpec``,
+    ``ViTSpec``, ``EncoderSpec``), stored under their ``method`` names. ``min_mass``: least
+    share of a chip's pixels in evaluated classes for it to be indexed. ``class_order``: EMD
+    ground order. An interrupted build resumes where it stopped when run again with the same
+    arguments.
     ``workers``: index scenes on a local Dask cluster of that many processes (each loads the
     model once and stages its scenes; this process assembles the index from the staging).
     """
@@ -338,13 +359,18 @@ def build_index(
     scene_paths = [Path(p) for p in scenes]
     mask_paths = [Path(m) for m in masks] if masks is not None else None
     ids = _check_inputs(scene_paths, mask_paths)
-    vits = [e for e in embeddings if isinstance(e, ViTSpec)]
-    unknown = [e for e in embeddings if not isinstance(e, ViTSpec) and e != "backbone"]
-    if unknown:
-        raise RsSegError(f"unknown embedding(s) {unknown}: use 'backbone' or a ViT (ARCH=WEIGHTS)")
-    use_backbone = "backbone" in embeddings
-    if len({v.method for v in vits}) != len(vits):
-        raise RsSegError("two ViT embeddings share a name; give each arch/pool once")
+    specs: list[EmbeddingSpec] = []
+    for parsed in map(parse_embedding, embeddings):
+        if parsed not in specs:  # a repeat is stored once
+            specs.append(parsed)
+    names = [e.method for e in specs]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise RsSegError(f"two embeddings share the name '{dup}'; give each arch/pool or encoder file once")
+    # the checkpoint's bands feed the backbone and encoders without documented RGB stats
+    model_bands = any(isinstance(e, BackboneSpec) or (isinstance(e, EncoderSpec) and not e.reads_rgb)
+                      for e in specs)
+    rgb_readers = any(isinstance(e, ViTSpec) or (isinstance(e, EncoderSpec) and e.reads_rgb) for e in specs)
 
     predictor = load_predictor(Path(checkpoint))
     classes = effective_classes(predictor)
@@ -352,20 +378,19 @@ def build_index(
     rgb_bands = predictor.bands[:3] if predictor.bands and len(predictor.bands) >= 3 else None
     for path in scene_paths:  # before any scene is predicted
         count = band_count(path)
-        if mask_paths is None or use_backbone:
+        if mask_paths is None or model_bands:
             predictor.check_bands(count, path)
-        elif vits and rgb_bands and max(rgb_bands) >= count:
-            raise RsSegError(f"{path} has {count} band(s); the ViT reads bands {[b + 1 for b in rgb_bands]}")
+        elif rgb_readers and rgb_bands and max(rgb_bands) >= count:
+            raise RsSegError(f"{path} has {count} band(s); RGB embeddings read bands {[b + 1 for b in rgb_bands]}")
     source = "prediction" if mask_paths is None else "ground-truth"
     staging_options = {
         "checkpoint": file_stamp(Path(checkpoint)), "classes": classes.to_dict(), "source": source,
         "tile": tile, "stride": stride, "min_mass": min_mass, "precision": predictor.precision,
-        "embeddings": (["backbone"] if use_backbone else [])
-        + [{**v.to_dict(), "file": file_stamp(v.weights)} for v in vits],
+        "embeddings": [_staging_key(e) for e in specs],
     }
     spec = _JobSpec(str(Path(checkpoint).resolve()), str(out.resolve()), staging_options,
                     list(class_order) if class_order is not None else None, tile, stride, min_mass,
-                    use_backbone, tuple(vits))
+                    tuple(specs))
     job = _make_job(spec, predictor)
     staging = job.staging
     order = sorted(range(len(ids)), key=lambda i: ids[i])
@@ -406,11 +431,10 @@ def build_index(
     arrays = {name: np.concatenate([r.vectors[name] for r in done if name in r.vectors])
               for name in dict.fromkeys(n for r in done for n in r.vectors)}
     info: dict[str, dict] = {}
-    if use_backbone:
-        info["backbone"] = {"kind": "backbone", "dim": int(arrays["backbone"].shape[1]), "metric": "l1"}
-    for spec in vits:
-        info[spec.method] = {"kind": "vit", "dim": int(arrays[spec.method].shape[1]), "metric": "l2",
-                             **spec.to_dict()}
+    for emb in specs:
+        kind = kind_of(emb)
+        info[emb.method] = {"kind": kind, "dim": int(arrays[emb.method].shape[1]),
+                            "metric": EMBEDDING_KINDS[kind].metric, **emb.to_dict()}
     manifest = {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "checkpoint": str(Path(checkpoint).resolve()),

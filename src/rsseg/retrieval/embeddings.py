@@ -5,10 +5,18 @@
   ``rsseg.models.encoder_of`` and a forward hook when available, else the U-Net's ``encode()``.
 * ViT (DINO ViT-S/16, S/8, B/16, B/8): a timm ViT built with ``pretrained=False`` and loaded
   from a local weights file (nothing is downloaded); CLS token or mean of the patch tokens.
+* ``encoder=SOURCE``: a self-supervised (or any pretrained) encoder, a built-in weights source
+  (``rsseg.models.sources``, e.g. ``geoembed-aerial-resnet18``) or an encoder file exported by
+  ``rsseg pretrain``; global average of its deepest feature map. Stored as ``encoder-<name>``.
+
+Each kind is an ``EMBEDDING_KINDS`` entry: its default metric and how to make the chip -> vector
+function from the manifest's description, so building and searching share one code path.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,6 +233,216 @@ class ViTEmbedder:
         prefix = int(getattr(self.model, "num_prefix_tokens", 1))
         out = tokens[:, 0] if self.spec.pool == "cls" else tokens[:, prefix:].mean(dim=1)
         return out.float().cpu().numpy().astype(np.float32)
+
+
+# --------------------------------------------------------------------------- pretrained encoder
+
+ENCODER_HINT = "or the path of an encoder file exported by `rsseg pretrain` (.safetensors/.pt)"
+
+
+def _builtin_sources() -> dict[str, Any]:
+    # lazy: the weights-source registry imports the model zoo (smp, timm)
+    from rsseg.models.pretrained import weights_sources
+
+    return weights_sources
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """An encoder embedding: ``source`` is a built-in weights source name or an rsseg-exported
+    encoder file (its metadata says which model it belongs to). Checked when made."""
+
+    source: str
+
+    def __post_init__(self) -> None:
+        sources = _builtin_sources()
+        if self.source in sources:
+            return
+        # lazy: reads safetensors/torch file headers
+        from rsseg.models.encoder_file import read_metadata
+
+        path = Path(self.source).expanduser()
+        if not path.is_file():
+            raise RsSegError(
+                f"--embed encoder={self.source}: unknown encoder source; use a built-in source "
+                f"({', '.join(sources)}) {ENCODER_HINT}"
+            )
+        if read_metadata(path) is None:
+            raise RsSegError(
+                f"--embed encoder={self.source}: {path} is not an encoder file exported by `rsseg pretrain` "
+                f"(no rsseg metadata, so its architecture is unknown); built-in sources: {', '.join(sources)}"
+            )
+        object.__setattr__(self, "source", str(path.resolve()))
+
+    @property
+    def builtin(self) -> bool:
+        return self.source in _builtin_sources()
+
+    @property
+    def method(self) -> str:
+        """Name in an index: ``encoder-<source>`` or ``encoder-<file stem>`` (no ``:``, which
+        separates the metric in ``--by NAME:l2``; only characters safe in file names)."""
+        name = self.source if self.builtin else Path(self.source).stem
+        return "encoder-" + re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+    @property
+    def reads_rgb(self) -> bool:
+        """True: reads 8-bit RGB previews (a source with documented RGB stats); False: the
+        checkpoint's bands."""
+        return self.builtin and _builtin_sources()[self.source].input_stats is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source}
+
+    @classmethod
+    def parse(cls, text: str) -> EncoderSpec:
+        """``encoder=SOURCE`` (command line) -> spec."""
+        _, _, source = text.partition("=")
+        if not source.strip():
+            raise RsSegError(f"--embed encoder=SOURCE needs a source, got '{text}'")
+        return cls(source.strip())
+
+
+class EncoderEmbedder:
+    """Raw (B, C_file, h, w) chips -> (B, D): global average of the encoder's deepest stage.
+
+    Normalisation is the one the weights expect: a built-in source with documented stats
+    (``WeightsSource.input_stats``, e.g. geoembed's RGB in [-1, 1]) reads the chips' 8-bit RGB
+    (``to_rgb8``, as ViTs); an exported file reads the checkpoint's bands with the mean/std it
+    was pretrained with (its metadata); otherwise the checkpoint's own mean/std.
+    """
+
+    def __init__(self, spec: EncoderSpec, predictor: Predictor, rgb_bands: list[int] | None = None) -> None:
+        # lazy: the model registry (smp, timm), only for encoder embeddings
+        from rsseg.models import build_model, model_configs
+        from rsseg.models.encoder_file import read_metadata
+
+        self.spec, self.predictor, self.rgb_bands = spec, predictor, rgb_bands
+        self.device = predictor.device
+        channels = len(predictor.mean)
+        mean, std = list(predictor.mean), list(predictor.std)
+        if spec.builtin:
+            source = _builtin_sources()[spec.source]
+            model_dict = {"name": source.models[0], "encoder": source.encoders[0]}
+            if source.input_stats is not None:
+                channels = 3
+                mean, std = [255 * m for m in source.input_stats[0]], [255 * s for s in source.input_stats[1]]
+            self.stats = "source" if source.input_stats is not None else "checkpoint"
+        else:
+            meta = read_metadata(Path(spec.source)) or {}
+            model_dict = dict(meta.get("model") or {})
+            if meta.get("in_channels") not in (None, channels):
+                raise RsSegError(
+                    f"encoder file {spec.source} was pretrained on {meta['in_channels']} bands, "
+                    f"the checkpoint reads {channels}: use an encoder of the same bands"
+                )
+            own_mean, own_std = meta.get("mean"), meta.get("std")
+            self.stats = "checkpoint"
+            if own_mean and own_std and len(own_mean) == len(own_std) == channels:
+                mean, std, self.stats = list(own_mean), list(own_std), "file"
+        configs = model_configs()
+        if model_dict.get("name") not in configs:
+            raise RsSegError(f"encoder source {spec.source}: unknown model '{model_dict.get('name')}'")
+        try:
+            cfg = configs[model_dict["name"]].model_validate({**model_dict, "pretrained": spec.source})
+        except ValueError as exc:
+            raise RsSegError(f"encoder source {spec.source}: bad model description: {exc}") from None
+        self.model = build_model(cfg, channels, 1).to(self.device).eval().requires_grad_(False)
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device)[:, None, None]
+        self.std = torch.tensor(std, dtype=torch.float32, device=self.device)[:, None, None]
+        self.rgb = spec.reads_rgb
+
+    @torch.inference_mode()
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        # lazy: the model registry, only for encoder embeddings
+        from rsseg.models.encoders import pooled_embedding
+
+        if self.rgb:
+            pixels = np.stack([to_rgb8(c, self.rgb_bands).transpose(2, 0, 1) for c in raw])
+        else:
+            bands = self.predictor.bands
+            pixels = np.stack([c[bands] if bands is not None else c for c in raw])
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device).float()
+        return pooled_embedding(self.model, (x - self.mean) / self.std).cpu().numpy().astype(np.float32)
+
+
+# --------------------------------------------------------------------------- registry
+
+Embed = Callable[[np.ndarray], np.ndarray]
+"""Raw (B, C_file, h, w) chips -> (B, D) float32 embeddings."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """The trained model's own backbone (``--embed backbone``)."""
+
+    @property
+    def method(self) -> str:
+        return "backbone"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True)
+class EmbeddingKind:
+    """One kind of embedding: its spec class, default ``metric`` in the index, the function
+    making the embedder from the manifest's description (``make(info, predictor, rgb_bands)``)
+    and how many chips go through it at once (memory stays bounded)."""
+
+    spec: type
+    metric: str
+    make: Callable[[dict[str, Any], Predictor, list[int] | None], Embed]
+    batch: Callable[[Predictor], int]
+
+
+def _make_backbone(info: dict[str, Any], predictor: Predictor, rgb_bands: list[int] | None) -> Embed:
+    return lambda raw: backbone_embed(predictor, raw)
+
+
+def _make_vit(info: dict[str, Any], predictor: Predictor, rgb_bands: list[int] | None) -> Embed:
+    spec = ViTSpec(info["arch"], Path(info["weights"]), info["pool"], info.get("options", {}))
+    model = ViTEmbedder(spec, predictor.device)
+    return lambda raw: model(np.stack([to_rgb8(c, rgb_bands) for c in raw]))
+
+
+def _make_encoder(info: dict[str, Any], predictor: Predictor, rgb_bands: list[int] | None) -> Embed:
+    return EncoderEmbedder(EncoderSpec(info["source"]), predictor, rgb_bands)
+
+
+EMBEDDING_KINDS: dict[str, EmbeddingKind] = {
+    "backbone": EmbeddingKind(BackboneSpec, "l1", _make_backbone, lambda p: p.batch_size),
+    "vit": EmbeddingKind(ViTSpec, "l2", _make_vit, lambda p: 8),
+    "encoder": EmbeddingKind(EncoderSpec, "l2", _make_encoder, lambda p: 8),
+}
+"""Embedding kinds by the name stored in an index manifest (``embeddings.<name>.kind``)."""
+
+EmbeddingSpec = BackboneSpec | ViTSpec | EncoderSpec
+
+
+def kind_of(spec: EmbeddingSpec) -> str:
+    return next(k for k, v in EMBEDDING_KINDS.items() if isinstance(spec, v.spec))
+
+
+def parse_embedding(value: str | EmbeddingSpec) -> EmbeddingSpec:
+    """``backbone`` or ``encoder=SOURCE`` (``--embed``), or a spec as is."""
+    if not isinstance(value, str):
+        return value
+    if value == "backbone":
+        return BackboneSpec()
+    if value.startswith("encoder="):
+        return EncoderSpec.parse(value)
+    raise RsSegError(
+        f"--embed: unknown embedding '{value}'; use backbone or encoder=SOURCE "
+        f"(SOURCE: {', '.join(_builtin_sources())} {ENCODER_HINT}); ViTs: --vit ARCH=WEIGHTS"
+    )
+
+
+def make_embedder(kind: str, info: dict[str, Any], predictor: Predictor, rgb_bands: list[int] | None) -> Embed:
+    """The chip -> vector function of an embedding described by ``info`` (a manifest entry)."""
+    if kind not in EMBEDDING_KINDS:
+        raise RsSegError(f"unknown embedding kind '{kind}'; known: {', '.join(EMBEDDING_KINDS)}")
+    return EMBEDDING_KINDS[kind].make(info, predictor, rgb_bands)
 
 
 def to_rgb8(image: np.ndarray, bands: list[int] | None = None) -> np.ndarray:

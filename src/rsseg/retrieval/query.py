@@ -2,8 +2,9 @@
 
 Methods (``by``): ``emd`` (closed form over the class order, or any ground distance through
 POT); ``miou``, ``wiou``, ``pixel-precision`` (``spatial`` = ``miou``), the seed's spatial
-scores, higher is better; ``backbone`` (L1, seed §5.2.2), ``vit`` (the index's ViT, L2) or any
-embedding name, optionally ``NAME:l1`` / ``NAME:l2``. A tile-id query never returns itself.
+scores, higher is better; ``backbone`` (L1, seed §5.2.2), ``vit`` / ``encoder`` (the index's
+only ViT / pretrained-encoder embedding, L2) or any embedding name, e.g.
+``encoder-geoembed-aerial-resnet18``, optionally ``NAME:l1`` / ``NAME:l2``. A tile-id query never returns itself.
 ``Searcher.query_mask`` queries by a class map (EMD and spatial scores only).
 """
 
@@ -27,6 +28,8 @@ from rsseg.retrieval.search import EmdSearcher, knn_vectors, rank_scores
 
 MASK_CACHE_BYTES = 2**30
 SPATIAL = {"miou": "miou", "wiou": "wiou", "pixel-precision": "pixel_precision", "spatial": "miou"}
+#: ``--by KIND``: the index's one embedding of that kind (and the build option that adds one)
+KIND_ALIASES = {"vit": "--vit", "encoder": "--embed encoder=SOURCE"}
 
 
 @dataclass(frozen=True)
@@ -44,15 +47,15 @@ def resolve_method(index: RetrievalIndex, by: str) -> Method:
         name = "miou" if by == "spatial" else by
         return Method(name, "spatial", SPATIAL[by])
     name, _, metric = by.partition(":")
-    if name == "vit":
-        vits = [n for n in index.embedding_names if index.embedding_info(n)["kind"] == "vit"]
-        if len(vits) != 1:
-            have = ", ".join(vits) if vits else "none (build with --vit)"
-            raise RsSegError(f"'vit' needs exactly one ViT embedding in {index.path}; it has: {have}")
-        name = vits[0]
+    kinds = {n: index.embedding_info(n)["kind"] for n in index.embedding_names}
+    if name in KIND_ALIASES:
+        of_kind = [n for n, k in kinds.items() if k == name]
+        if len(of_kind) != 1:
+            have = ", ".join(of_kind) if of_kind else f"none (build with {KIND_ALIASES[name]})"
+            raise RsSegError(f"'{name}' needs exactly one {name} embedding in {index.path}; it has: {have}")
+        name = of_kind[0]
     if name not in index.embedding_names:
-        known = ["emd", *SPATIAL, *index.embedding_names] + (["vit"] if any(
-            index.embedding_info(n)["kind"] == "vit" for n in index.embedding_names) else [])
+        known = ["emd", *SPATIAL, *index.embedding_names, *sorted(set(kinds.values()) & set(KIND_ALIASES))]
         raise RsSegError(f"unknown search method '{by}' for index {index.path}; available: {', '.join(known)}")
     metric = metric or index.embedding_info(name)["metric"]
     if metric not in ("l1", "l2"):
@@ -61,10 +64,12 @@ def resolve_method(index: RetrievalIndex, by: str) -> Method:
 
 
 def default_methods(index: RetrievalIndex) -> list[str]:
-    """Methods compared with EMD: the spatial scores and every embedding (backbone in L1 and L2)."""
+    """Methods compared with EMD: the spatial scores and every embedding of the index in its
+    metric (the backbone in L1 and L2, as seed Table 3)."""
     out = ["miou", "wiou", "pixel-precision"]
     for name in index.embedding_names:
-        out += [f"{name}:l1", f"{name}:l2"] if name == "backbone" else [f"{name}:l2"]
+        metric = index.embedding_info(name).get("metric", "l2")
+        out += [f"{name}:l1", f"{name}:l2"] if name == "backbone" else [f"{name}:{metric}"]
     return out
 
 
@@ -85,7 +90,7 @@ class Searcher:
         self.index = index if isinstance(index, RetrievalIndex) else RetrievalIndex(Path(index))
         self.checkpoint = Path(checkpoint) if checkpoint else Path(self.index.manifest["checkpoint"])
         self._masks: list[tuple[np.ndarray, np.ndarray]] | None = None
-        self._vits: dict[str, Any] = {}
+        self._embedders: dict[str, Any] = {}  # embedding name -> chip -> vector function
 
     @cached_property
     def emd(self) -> EmdSearcher:
@@ -175,18 +180,13 @@ class Searcher:
         info = self.index.embedding_info(name)
         if query.raw is None:
             raise RsSegError(f"query '{query.label}' is a class map without pixels: search it by emd or spatial scores")
-        if info["kind"] == "backbone":
+        if name not in self._embedders:
             # lazy: torch, only for embedding searches
-            from rsseg.retrieval.embeddings import backbone_embed
+            from rsseg.retrieval.embeddings import make_embedder
 
-            return backbone_embed(self.predictor, query.raw[None])[0]
-        # lazy: torch, only for embedding searches
-        from rsseg.retrieval.embeddings import ViTEmbedder, ViTSpec, to_rgb8
-
-        if name not in self._vits:
-            spec = ViTSpec(info["arch"], Path(info["weights"]), info["pool"], info.get("options", {}))
-            self._vits[name] = ViTEmbedder(spec, self.predictor.device)
-        return self._vits[name](to_rgb8(query.raw, self.index.manifest.get("rgb_bands"))[None])[0]
+            self._embedders[name] = make_embedder(info["kind"], info, self.predictor,
+                                                  self.index.manifest.get("rgb_bands"))
+        return self._embedders[name](query.raw[None])[0]
 
     def rank(self, query: Query, method: Method, k: int, ground: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """-> (values, rows) of the k best; distances ascending or scores descending."""
