@@ -14,7 +14,8 @@ Layout (format ``rsseg-retrieval-index``, version 1)::
       tiles.jsonl         N lines: {id, scene, x, y, width, height, bounds [left, bottom,
                           right, top] in the scene CRS, mass (share of evaluated pixels)}
       masks/<scene>.tif   uint8 class map of each scene (predicted or ground truth, 255: none)
-      embeddings/<name>.npy  float32 (N, D) per embedding (backbone, vit-s16, ...)
+      embeddings/<name>.npy  float32 (N, D) per embedding (backbone, vit-s16,
+                          encoder-geoembed-aerial-resnet18, ...)
 
 Rows are sorted by (scene, y, x), so "ties broken by row" means ties broken by tile id
 (``<scene>:<y>:<x>``). While a build runs, finished scenes wait in ``.INDEX.partial/`` beside
