@@ -20,6 +20,18 @@ from rsseg.errors import RsSegError
 MAX_SIMPLIFY_PIXELS = 100
 
 
+def check_simplify(tolerance: float | None, transform, path: Path) -> None:
+    """Refuse a ``--simplify`` tolerance outside (0, 100 pixels] of ``transform``'s map units.
+
+    Needs only the grid, so ``rsseg predict`` runs it on the input before the model does."""
+    if tolerance is None:
+        return
+    pixel = math.hypot(transform.a, transform.d)
+    if tolerance <= 0 or tolerance > MAX_SIMPLIFY_PIXELS * pixel:
+        raise RsSegError(f"--simplify {tolerance} is outside (0, {MAX_SIMPLIFY_PIXELS * pixel:g}] map units "
+                         f"for {path} ({MAX_SIMPLIFY_PIXELS} pixels of {pixel:g}; simplify is in map units)")
+
+
 @dataclass(frozen=True)
 class AreaMeter:
     crs: object | None  # rasterio CRS
@@ -67,12 +79,7 @@ class AreaMeter:
         return math.ceil(min_area / self.pixel_area())
 
     def check_simplify(self, tolerance: float | None, path: Path) -> None:
-        if tolerance is None:
-            return
-        pixel = math.hypot(self.transform.a, self.transform.d)
-        if tolerance <= 0 or tolerance > MAX_SIMPLIFY_PIXELS * pixel:
-            raise RsSegError(f"--simplify {tolerance} is outside (0, {MAX_SIMPLIFY_PIXELS * pixel:g}] map units "
-                             f"for {path} ({MAX_SIMPLIFY_PIXELS} pixels of {pixel:g}; simplify is in map units)")
+        check_simplify(tolerance, self.transform, path)
 
     def to_map(self, geoms: np.ndarray, transform) -> np.ndarray:
         """Pixel-space polygons -> map coordinates (exact affine, vertex by vertex)."""
@@ -87,3 +94,4 @@ class AreaMeter:
             geod = self._geod()
             return [abs(geod.geometry_area_perimeter(g)[0]) for g in geoms]
         return (shapely.area(geoms) * self._metres_per_unit() ** 2).tolist()
+

@@ -21,6 +21,7 @@ import rasterio
 from rsseg.allocator import warm_allocator
 from rsseg.classes import IGNORE_INDEX
 from rsseg.errors import RsSegError
+from rsseg.gis.areas import check_simplify
 from rsseg.infer.areas import AreaCounter
 from rsseg.infer.confidence import confidence_writer, style_paths, to_bytes, write_styles
 from rsseg.infer.engine import WindowEngine, check_bands
@@ -166,6 +167,8 @@ def _predict_source(predictor: Predictor, source: RasterSource, paths: dict[str,
                     options: PredictOptions, progress: Callable[[int], None] | None) -> SceneResult:
     info = source.info
     check_bands(predictor, info.count, str(source.path))
+    if options.vector:  # the input's grid is the class map's: refuse before the model runs
+        check_simplify(options.simplify, info.transform, source.path)
     grid = options.grid(predictor, info.height, info.width)
     result = SceneResult(source.path, paths, windows=grid.windows)
     if not info.georeferenced:
