@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import rasterio
 import shapely
 
 from rsseg.errors import RsSegError
@@ -95,3 +96,25 @@ class AreaMeter:
             return [abs(geod.geometry_area_perimeter(g)[0]) for g in geoms]
         return (shapely.area(geoms) * self._metres_per_unit() ** 2).tolist()
 
+
+def ground_resolution(paths: list[Path], sample: int = 16) -> float | None:
+    """Median ground sampling distance (metres per pixel) of up to ``sample`` rasters spread over
+    ``paths``, from their headers; None when any lacks a CRS or cannot be read (unknown).
+
+    Why: a model only works at the scale it learnt, and tools that resample the map to the
+    model (the Deepness QGIS plugin) need that scale, which the checkpoint keeps from here."""
+    paths = list(paths)
+    if not paths:
+        return None
+    step = max(1, len(paths) // sample)
+    sizes = []
+    for path in paths[::step][:sample]:
+        try:
+            with rasterio.open(path) as src:
+                meter = AreaMeter.of(src, Path(path))
+                if meter.crs is None:
+                    return None
+                sizes.append(math.sqrt(meter.pixel_area()))
+        except (rasterio.errors.RasterioError, OSError, ValueError):
+            return None
+    return float(np.median(sizes))

@@ -36,6 +36,7 @@ from rsseg.distributed import (
     shared_run_dir,
 )
 from rsseg.errors import RsSegError
+from rsseg.gis.areas import ground_resolution
 from rsseg.io import atomic_write_text
 from rsseg.training.losses import build_loss
 from rsseg.metrics import ConfusionMatrix, compute_metrics
@@ -52,8 +53,8 @@ log = logging.getLogger(__name__)
 class SegmentationTask(L.LightningModule):
     """Model + loss + optimiser; validation mIoU from an exact confusion matrix.
 
-    The hyper-parameters (config, class table, bands, normalisation) travel inside every
-    checkpoint, so a checkpoint alone is enough to predict (``rsseg.trained.checkpoint``).
+    The hyper-parameters (config, class table, bands, normalisation, the training imagery's
+    metres per pixel when georeferenced) travel inside every checkpoint, so a checkpoint alone is enough to predict (``rsseg.trained.checkpoint``).
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class SegmentationTask(L.LightningModule):
         channels_last: bool = False,
         class_counts: list[int] | None = None,
         rsseg_version: str = __version__,
+        resolution_m: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -235,7 +237,7 @@ def train(
         class_counts = [int(c) for c in counts]
     task = SegmentationTask(
         cfg.model_dump(mode="json"), classes.to_dict(), list(mean), list(std), bands, channels_last,
-        class_counts,
+        class_counts, resolution_m=ground_resolution([s.image for s in train_scenes]),
     )
     checkpoints = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
