@@ -175,11 +175,18 @@ def export(
     window: Annotated[
         int | None, typer.Option(help="Inference window stored in the file (default: checkpoint's).")
     ] = None,
+    deepness: Annotated[
+        bool, typer.Option("--deepness", help="For the Deepness QGIS plugin: probabilities out, its metadata in.")
+    ] = False,
+    resolution: Annotated[
+        float | None, typer.Option(help="With --deepness: training imagery cm/px (default: as the checkpoint recorded).")
+    ] = None,
 ) -> None:
     """Export a checkpoint to ONNX (dynamic batch, height, width), checked against torch."""
     from rsseg.trained.export import export_onnx
 
-    console.print(f"ONNX model: {export_onnx(checkpoint, onnx_path, opset=opset, window=window)}")
+    path = export_onnx(checkpoint, onnx_path, opset=opset, window=window, deepness=deepness, resolution_cm=resolution)
+    console.print(f"ONNX model: {path}")
 
 
 @app.command()

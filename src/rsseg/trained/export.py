@@ -30,7 +30,8 @@ from rsseg import __version__
 from rsseg.errors import RsSegError
 from rsseg.io import atomic_path
 from rsseg.models.encoders import model_stride
-from rsseg.trained.checkpoint import load_predictor
+from rsseg.trained.checkpoint import load_predictor, read_checkpoint
+from rsseg.trained.deepness import PROBABILITIES_NAME, ProbabilityHead, deepness_metadata
 from rsseg.trained.onnx_engine import (
     INPUT_NAME,
     METADATA_FORMAT,
@@ -63,12 +64,17 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def build_metadata(predictor: Predictor, stride: int, opset: int) -> dict:
-    """Everything ``load_onnx_predictor`` needs, as a JSON-able dict."""
+def build_metadata(predictor: Predictor, stride: int, opset: int, *, probabilities: bool = False) -> dict:
+    """Everything ``load_onnx_predictor`` needs, as a JSON-able dict; ``probabilities``: the
+    graph ends in ``softmax(logits / temperature)`` (``--deepness``), recorded as ``output_kind``."""
     cfg = predictor.config
     model_cfg = cfg.model.model_dump(mode="json") if cfg is not None else None
+    temperature = float(getattr(predictor, "temperature", 1.0))
+    kind = {"format": METADATA_FORMAT, "output_kind": "probabilities", "output": PROBABILITIES_NAME,
+            # already applied in the graph: the engine must not divide again
+            "temperature": 1.0, "graph_temperature": temperature} if probabilities else {}
     return {
-        "format": METADATA_FORMAT,
+        "format": 1,  # files of logits keep the layout older rsseg reads
         "rsseg_version": __version__,
         "torch_version": torch.__version__,
         "opset": opset,
@@ -86,11 +92,13 @@ def build_metadata(predictor: Predictor, stride: int, opset: int) -> dict:
         "model": model_cfg,
         "input": INPUT_NAME,
         "output": OUTPUT_NAME,
-        "temperature": float(getattr(predictor, "temperature", 1.0)),
+        "temperature": temperature,
+        **kind,
     }
 
 
-def _to_onnx_bytes(model: nn.Module, sample: torch.Tensor, opset: int, name: str) -> bytes:
+def _to_onnx_bytes(model: nn.Module, sample: torch.Tensor, opset: int, name: str,
+                   output_name: str = OUTPUT_NAME) -> bytes:
     axes = {0: "batch", 2: "height", 3: "width"}
     # torch >= 2.9 defaults to the dynamo exporter; before 2.5 there was no choice to make
     legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
@@ -104,8 +112,8 @@ def _to_onnx_bytes(model: nn.Module, sample: torch.Tensor, opset: int, name: str
                 buf,
                 **legacy,
                 input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
+                output_names=[output_name],
+                dynamic_axes={INPUT_NAME: axes, output_name: axes},
                 opset_version=opset,
                 do_constant_folding=True,
             )
@@ -131,20 +139,25 @@ def verify(session, model: nn.Module, shapes: list[tuple[int, ...]], name: str) 
         diff = float(np.abs(got - ref).max())
         scale = float(np.abs(ref).max())
         agree = float((got.argmax(1) == ref.argmax(1)).mean())
-        log.info("ONNX check %s: max abs diff %.3g (logits up to %.3g), argmax agreement %.5f",
+        log.info("ONNX check %s: max abs diff %.3g (outputs up to %.3g), argmax agreement %.5f",
                  shape, diff, scale, agree)
         if not diff <= ATOL + RTOL * scale:  # also catches NaN
             raise RsSegError(
                 f"{name}: ONNX and torch disagree on a {shape} input: max abs diff {diff:.3g} "
-                f"(logits up to {scale:.3g}, tolerance {ATOL + RTOL * scale:.3g}), "
+                f"(outputs up to {scale:.3g}, tolerance {ATOL + RTOL * scale:.3g}), "
                 f"argmax agreement {agree:.4%}"
             )
         worst = max(worst, diff)
     return worst
 
 
-def export_predictor(predictor: Predictor, out: Path, *, opset: int | None = None, name: str = "model") -> Path:
-    """Export ``predictor.model`` (fp32, CPU, eval) with its metadata to ``out``, verified first."""
+def export_predictor(predictor: Predictor, out: Path, *, opset: int | None = None, name: str = "model",
+                     deepness: bool = False, resolution_m: float | None = None) -> Path:
+    """Export ``predictor.model`` (fp32, CPU, eval) with its metadata to ``out``, verified first.
+
+    ``deepness``: the graph outputs calibrated class probabilities and the file carries the
+    metadata the Deepness QGIS plugin reads (``rsseg.trained.deepness``), ``resolution`` from
+    ``resolution_m`` (metres per pixel of the training imagery) when known."""
     import onnx
 
     out = Path(out)
@@ -157,10 +170,20 @@ def export_predictor(predictor: Predictor, out: Path, *, opset: int | None = Non
     stride = model_stride(model)
     c, window = predictor.in_channels, predictor.window
     sample = torch.randn(1, c, *trace_shape(stride, window), generator=torch.Generator().manual_seed(1))
-    proto = onnx.load_from_string(_to_onnx_bytes(model, sample, opset, name))
-    meta = build_metadata(predictor, stride, opset)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+    meta = build_metadata(predictor, stride, opset, probabilities=deepness)
+    if deepness:
+        model = ProbabilityHead(model, meta["graph_temperature"]).eval()
+    proto = onnx.load_from_string(_to_onnx_bytes(model, sample, opset, name, meta["output"]))
+    props = {METADATA_KEY: json.dumps(meta)}
+    if deepness:
+        props |= deepness_metadata(predictor, resolution_m)
+        if resolution_m is None:
+            log.warning("%s: the training imagery's resolution is unknown (no CRS, or a checkpoint older than "
+                        "rsseg records it): no `resolution` for Deepness; pass --resolution CM_PER_PX or set "
+                        "it in the plugin to the training data's scale", out)
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
     proto.producer_name, proto.producer_version = "rsseg", __version__
     proto.doc_string = f"rsseg {meta['model']['name'] if meta['model'] else 'model'}: {name}"
     data = proto.SerializeToString()
@@ -174,13 +197,17 @@ def export_predictor(predictor: Predictor, out: Path, *, opset: int | None = Non
     return out
 
 
-def export_onnx(checkpoint: Path, out: Path, *, opset: int | None = None, window: int | None = None) -> Path:
+def export_onnx(checkpoint: Path, out: Path, *, opset: int | None = None, window: int | None = None,
+                deepness: bool = False, resolution_cm: float | None = None) -> Path:
     """Checkpoint -> verified ONNX file with dynamic batch/height/width and rsseg metadata.
 
     ``window`` replaces the checkpoint's inference window in the metadata; the kept centre
-    shrinks or grows with it so the Border Correction margin stays the same.
+    shrinks or grows with it so the Border Correction margin stays the same. ``deepness``: see
+    ``export_predictor``; ``resolution_cm`` replaces the resolution the checkpoint recorded.
     """
     checkpoint = Path(checkpoint)
+    if resolution_cm is not None and not (deepness and resolution_cm > 0):
+        raise RsSegError(f"--resolution {resolution_cm} needs --deepness and a positive cm per pixel")
     predictor = load_predictor(checkpoint, device=torch.device("cpu"))
     predictor.precision, predictor.channels_last = "32", False
     if window is not None:
@@ -191,4 +218,9 @@ def export_onnx(checkpoint: Path, out: Path, *, opset: int | None = None, window
                 f"({margin2 // 2} px each side): use a window larger than {margin2}"
             )
         predictor.window, predictor.keep = window, window - margin2
-    return export_predictor(predictor, out, opset=opset, name=str(checkpoint))
+    resolution_m = None
+    if deepness:
+        recorded = read_checkpoint(checkpoint)["hyper_parameters"].get("resolution_m")
+        resolution_m = resolution_cm / 100.0 if resolution_cm is not None else recorded
+    return export_predictor(predictor, out, opset=opset, name=str(checkpoint), deepness=deepness,
+                            resolution_m=resolution_m)

@@ -29,10 +29,26 @@ log = logging.getLogger(__name__)
 
 #: ``metadata_props`` key holding the rsseg JSON document.
 METADATA_KEY = "rsseg"
-#: Version of that document's layout; bump when a field changes meaning.
-METADATA_FORMAT = 1
+#: Version of that document's layout; bump when a field changes meaning. 2 added
+#: ``output_kind``: files whose graph ends in a softmax say so (older rsseg refuses them rather
+#: than applying a second softmax); files of logits are still written as 1.
+METADATA_FORMAT = 2
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
+
+
+def _log_probabilities(out: np.ndarray) -> np.ndarray:
+    """Probabilities -> log-probabilities: logits up to a per-pixel constant, so the engine's
+    softmax (with temperature, TTA averaging, blending) gives back the graph's probabilities
+    instead of squashing them a second time. Underflowed zeros become log(tiny), not -inf."""
+    return np.log(np.maximum(out, np.finfo(np.float32).tiny))
+
+
+#: ``output_kind`` in the metadata -> what turns the graph's output into logits for the engine
+OUTPUT_KINDS = {
+    "logits": None,
+    "probabilities": _log_probabilities,  # `rsseg export --deepness`: softmax inside the graph
+}
 
 Engine = Literal["auto", "torch", "onnx"]
 
@@ -112,7 +128,7 @@ def open_session(model: str | bytes | Path, device: Any = None, *, name: str = "
 
 class OrtModule:
     """A numpy model (``takes_numpy``): float32 array (B, C, H, W) -> logits (B, K, H, W)
-    computed by onnxruntime. A torch tensor is accepted too and answered with a tensor.
+    computed by onnxruntime (log-probabilities for a graph that ends in a softmax). A torch tensor is accepted too and answered with a tensor.
 
     Inputs with a side smaller than ``stride`` are edge-padded here first, exactly as
     ``PadToStride`` replicate-pads in torch: the traced graph only knows the reflect branch.
@@ -120,10 +136,11 @@ class OrtModule:
 
     takes_numpy = True
 
-    def __init__(self, session: Any, stride: int = 1) -> None:
+    def __init__(self, session: Any, stride: int = 1, output_kind: str = "logits") -> None:
         self.session = session
         self.stride = max(1, int(stride))
         self.input_name = session.get_inputs()[0].name
+        self.to_logits = OUTPUT_KINDS[output_kind]
 
     def eval(self) -> OrtModule:  # the nn.Module calls callers may make: nothing to do
         return self
@@ -141,7 +158,8 @@ class OrtModule:
             x = np.pad(x, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), mode="edge")
         arr = np.ascontiguousarray(x, dtype=np.float32)
         (out,) = self.session.run(None, {self.input_name: arr})
-        return out[..., :h, :w]
+        out = out[..., :h, :w]
+        return out if self.to_logits is None else self.to_logits(out)
 
     forward = __call__
 
@@ -160,6 +178,9 @@ def read_metadata(session: Any, name: str = "") -> dict:
         raise RsSegError(f"{name}: rsseg metadata lacks {', '.join(missing)}")
     if meta.get("format", 0) > METADATA_FORMAT:
         raise RsSegError(f"{name} was exported by a newer rsseg (metadata format {meta['format']})")
+    if meta.get("output_kind", "logits") not in OUTPUT_KINDS:
+        raise RsSegError(f"{name}: unknown output_kind {meta['output_kind']!r} in its rsseg metadata "
+                         f"(known: {', '.join(OUTPUT_KINDS)})")
     return meta
 
 
@@ -179,7 +200,7 @@ def load_onnx_predictor(path: Path, device: Any = None, *, threads: int | None =
         raise RsSegError(f"{path}: {exc}") from None
     bands = meta.get("bands")
     return Predictor(
-        model=OrtModule(session, meta.get("stride", 1)),
+        model=OrtModule(session, meta.get("stride", 1), meta.get("output_kind", "logits")),
         classes=classes,
         mean=[float(v) for v in meta["mean"]],
         std=[float(v) for v in meta["std"]],

@@ -158,7 +158,8 @@ def quantize_onnx(
             raise RsSegError(f"cannot quantize {model}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
         proto = onnx.load(str(q))
     meta = read_metadata(fp32.model.session, str(model))
-    int8_model = OrtModule(open_session(proto.SerializeToString(), name=str(out)), stride=fp32.model.stride)
+    int8_model = OrtModule(open_session(proto.SerializeToString(), name=str(out)), stride=fp32.model.stride,
+                           output_kind=meta.get("output_kind", "logits"))
     agreement = _agreement(fp32.model, int8_model, check)
     log.info("int8 vs fp32 argmax agreement on %d held-out windows: %.4f%%", len(check), 100 * agreement)
     if agreement < min_agreement:
