@@ -36,7 +36,7 @@ output: {{dir: {work}/runs, name: tiny}}
 """
 #: keys whose values are wall-clock times or dates
 VOLATILE = re.compile(r"(^|_)(time|times|timings|seconds|secs|date|created|started|finished|elapsed|duration|"
-                      r"mpix_s|per_s|wall|when|timestamp)($|_)|seconds|_s$", re.I)
+                      r"mpix_s|per_s|wall|when|timestamp|datetime)($|_)|seconds|_s$", re.I)
 SKIP = re.compile(r"events\.out\.tfevents|\.lock$|timings\.json$|report\.html$")
 
 

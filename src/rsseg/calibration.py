@@ -22,6 +22,7 @@ from rsseg.data.sources import get_source
 from rsseg.errors import RsSegError
 from rsseg.evaluate import _read_mask
 from rsseg.infer.engine import WindowEngine
+from rsseg.infer.heads import LayerHead
 from rsseg.infer.options import PredictOptions
 from rsseg.infer.reader import ArraySource, StripReader, read_image
 from rsseg.infer.stitch import HardStitcher
@@ -102,16 +103,11 @@ def sample_logits(predictor, checkpoint: Path, split: str, max_pixels: int,
 
 def logit_rows(predictor, image: np.ndarray):
     """(y0, y1, classes, (K, n, w) logits) rows of a scene, as ``predict`` stitches them."""
-    class LogitStitcher(HardStitcher):
-        def _predict(self, x):
-            e = self.engine
-            logits = e.crop(e.logits(x))
-            return e.ops.classes(logits), e.ops.numpy(logits)
-
     options = PredictOptions(mode="reference")
     predictor.check_bands(image.shape[0], "the image")
     grid = options.grid(predictor, *image.shape[1:])
-    stitcher = LogitStitcher(WindowEngine(predictor, grid), probabilities=True)
+    stitcher = HardStitcher(WindowEngine(predictor, grid), heads=[LayerHead("logits")])
     reader = StripReader(ArraySource(image), grid)
     for i in range(grid.rows):
-        yield from stitcher.add(i, reader.strip(i))
+        for y0, y1, classes, _ in stitcher.add(i, reader.strip(i)):
+            yield y0, y1, classes, stitcher.head_rows["logits"]

@@ -132,12 +132,12 @@ def _predict_rows(predictor, options: PredictOptions, grid, image: np.ndarray, m
     check_bands(p, image.shape[0])
     k = predictor.classes.num_classes
 
-    def count(y0, y1, classes, extras) -> None:
+    def count(y0, y1, classes, rows, raw) -> None:
         confusion.update(classes, mask[y0:y1])
-        reliability.add_rows(extras["confidence"], classes, mask[y0:y1], k)
+        reliability.add_rows(rows["confidence"], classes, mask[y0:y1], k)
 
     run_grid(p, ArraySource(image), grid, lambda *_: None, options=options, progress=progress,
-             on_extras=count, scaled=False)
+             on_heads=count, scaled=False)
 
 
 def _write_reliability(calibration: dict, path: Path) -> None:

@@ -1,11 +1,13 @@
 """Activation maps of the last layer (seed 000 Fig. 9): where the network fires per class.
 
-``explain_image`` runs the model over a scene with the streamed Border-Corrected prediction
-(``rsseg.infer``: same windows, same kept centres as ``rsseg predict``) and keeps, for each
-class, its channel of the network's last layer: the raw ``logits`` or the softmax ``probs``.
-Maps are collected as a nearest-neighbour overview of at most ``max_side`` px a side while
-the rows stream past (memory: ``classes x max_side²`` floats, whatever the scene), so the
-argmax over the saved maps is the predicted class map of the same overview pixels.
+``explain_image`` runs the model over a scene with ``rsseg predict``'s streaming loop
+(``rsseg.infer.stream.run_grid``: same windows, same kept centres, same nodata pixels) and
+keeps, through a ``LayerHead`` (``rsseg.infer.heads``), each class's channel of the network's
+last layer: the raw ``logits`` or the softmax ``probs``. Maps are collected as a
+nearest-neighbour overview of at most ``max_side`` px a side while the rows stream past
+(memory: one strip of maps, as ``run_grid`` holds, and ``classes x max_side²`` floats,
+whatever the scene's height), so the argmax over the saved maps is the predicted class map
+of the same overview pixels.
 
 Writes into ``out_dir``: ``act_KK_NAME.png`` per class (a perceptual colour map),
 ``activations.png`` (input, predicted classes and every map with a colour bar),
@@ -25,17 +27,16 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-import torch
 
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.errors import RsSegError
-from rsseg.infer.engine import WindowEngine, check_bands
+from rsseg.infer.engine import check_bands
+from rsseg.infer.heads import LayerHead
 from rsseg.infer.loading import load_model
 from rsseg.infer.options import PredictOptions
 from rsseg.infer.outputs import Preview, save_png, to_rgb8
-from rsseg.infer.reader import RasterSource, StripReader, valid_mask
-from rsseg.infer.stitch import HardStitcher
-from rsseg.infer.stream import gdal_cache_bytes
+from rsseg.infer.reader import RasterSource
+from rsseg.infer.stream import gdal_cache_bytes, run_grid
 from rsseg.infer.writers import write_error
 from rsseg.io import atomic_path, atomic_write_text, ensure_writable_dir
 from rsseg.trained.predictor import Predictor
@@ -63,20 +64,6 @@ class ExplainResult:
     paths: dict[str, Path | list[Path]] = field(default_factory=dict)
 
 
-class _LayerStitcher(HardStitcher):
-    """Border Correction that returns the kept centres of the last layer's outputs."""
-
-    def __init__(self, engine: WindowEngine, layer: str) -> None:
-        super().__init__(engine, probabilities=True)
-        self.layer = layer
-
-    def _predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self.layer == "probs":  # softmax, D4-averaged with TTA: exactly `rsseg predict`'s
-            return super()._predict(x)
-        logits = self.engine.crop(self.engine.logits(x))
-        return logits.argmax(dim=1), logits
-
-
 class _Collector:
     """The overview of the maps (every ``step``-th row and column, as ``Preview`` does with
     the classes) and running min/max/sum per class over every valid full-size pixel."""
@@ -87,7 +74,9 @@ class _Collector:
         self.lo, self.hi = np.full(k, np.inf), np.full(k, -np.inf)
         self.sum, self.count, self.counts = np.zeros(k), 0, np.zeros(k, dtype=np.int64)
 
-    def add(self, y0: int, classes: np.ndarray, maps: np.ndarray, raw: np.ndarray) -> None:
+    def add(self, y0: int, y1: int, classes: np.ndarray, rows: dict[str, np.ndarray], raw: np.ndarray) -> None:
+        """``run_grid``'s ``on_heads``: the rows of the one ``LayerHead``."""
+        (maps,) = rows.values()
         self.preview.add(y0, classes, raw)
         valid = classes != IGNORE_INDEX
         if valid.any():
@@ -165,22 +154,13 @@ def _predictor(checkpoint: Predictor | str | Path, engine: str) -> Predictor:
 
 def _run(predictor: Predictor, source: RasterSource, options: PredictOptions, layer: str,
          progress: bool | Progress) -> _Collector:
-    """The rows of ``rsseg.infer.stream.run_grid``, keeping the per-class maps."""
+    """``rsseg.infer.stream.run_grid`` with the last layer as its one head, collected."""
     info = source.info
     grid = options.grid(predictor, info.height, info.width)
-    stitcher = _LayerStitcher(WindowEngine(predictor, grid, tta=options.tta), layer)
-    reader = StripReader(source, grid)
     col = _Collector(Preview(info, options.preview_max), predictor.classes.num_classes)
     with _progress_bar(progress, grid.windows, source.path.name) as report:
-        for i in range(grid.rows):
-            strip = reader.strip(i)
-            for y0, y1, classes, maps in stitcher.add(i, strip):
-                raw = strip.scene_rows(y0, y1)
-                valid = valid_mask(raw, info.nodata)
-                if valid is not None:
-                    classes[~valid] = IGNORE_INDEX
-                col.add(y0, classes, maps, raw)
-            report((i + 1) * grid.cols)
+        run_grid(predictor, source, grid, lambda *_: None, options=options, progress=report,
+                 heads=[LayerHead(layer)], on_heads=col.add)
     return col
 
 

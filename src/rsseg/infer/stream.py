@@ -1,7 +1,8 @@
 """One scene, streamed: strips in, finished rows out to the GeoTIFFs, previews and areas.
 
-Memory is one strip of input, one strip of predictions and the fixed-size overviews, so it
-does not grow with the scene's height (and grows with its width only through the strip).
+Memory is one strip of input, one strip of predictions (and of each output head's values,
+``rsseg.infer.heads``) and the fixed-size overviews, so it does not grow with the scene's
+height (and grows with its width only through the strip).
 The GeoTIFFs are written under temporary names and renamed when complete: a killed run
 leaves nothing under the final names, and the next run removes its leftovers. Two runs
 predicting the same scene into one folder both complete; the last to finish a file wins.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,10 @@ from rsseg.classes import IGNORE_INDEX
 from rsseg.errors import RsSegError
 from rsseg.gis.areas import check_simplify
 from rsseg.infer.areas import AreaCounter
-from rsseg.infer.confidence import confidence_writer, style_paths, to_bytes, write_styles
+from rsseg.infer.confidence import confidence_writer, style_paths, write_styles
 from rsseg.infer.engine import WindowEngine, check_bands
 from rsseg.infer.gis_outputs import finish_gis, gis_paths
+from rsseg.infer.heads import ConfidenceHead, DisagreementHead, WindowHead
 from rsseg.infer.input_range import InputRangeCheck, range_check
 from rsseg.infer.nodata import ValidPixels
 from rsseg.infer.options import PredictOptions, SceneResult
@@ -46,6 +48,18 @@ from rsseg.trained.predictor import Predictor
 MiB = 2**20
 log = logging.getLogger(__name__)
 Emit = Callable[[int, int, np.ndarray, "np.ndarray | None", np.ndarray], None]
+#: ``on_heads(y0, y1, classes, rows, raw)``: ``rows`` the finished rows of each head, by name
+OnHeads = Callable[[int, int, np.ndarray, dict[str, np.ndarray], np.ndarray], None]
+
+
+def option_heads(options: PredictOptions, scaled: bool = True) -> list[WindowHead]:
+    """The heads ``rsseg predict``'s options ask for: confidence, and disagreement with TTA."""
+    heads: list[WindowHead] = []
+    if options.confidence:
+        heads.append(ConfidenceHead(options.confidence, scaled))
+    if options.disagreement and options.tta:
+        heads.append(DisagreementHead(scaled))
+    return heads
 
 
 def run_grid(
@@ -57,20 +71,22 @@ def run_grid(
     options: PredictOptions,
     progress: Callable[[int], None] | None = None,
     pixels: ValidPixels | None = None,
-    on_extras: Callable[[int, int, np.ndarray, dict], None] | None = None,
+    heads: Sequence[WindowHead] | None = None,
+    on_heads: OnHeads | None = None,
     scaled: bool = True,
 ) -> InputRangeCheck | None:
     """Predict ``source`` on ``grid``; ``emit(y0, y1, classes, probs, raw)`` gets the
     finished rows ``[y0, y1)`` in order (nodata pixels, NaN/inf ones included, already set
     to 255 by ``pixels``; ``probs``, when asked for, as float or as
-    ``writers.probability_bytes``). ``on_extras(y0, y1, classes, extras)``, called first,
-    gets the confidence/disagreement rows asked for (stored uint8, or float32 when not
-    ``scaled``). Returns the check of the scene against an int8 model's
-    calibrated input range (None for other models)."""
+    ``writers.probability_bytes``). ``heads`` (default: ``option_heads``, the confidence/
+    disagreement asked for, stored uint8 or float32 when not ``scaled``) are per-window
+    outputs stitched alongside; ``on_heads(y0, y1, classes, rows, raw)``, called before
+    ``emit``, gets their finished rows. Returns the check of the scene against an int8
+    model's calibrated input range (None for other models)."""
+    heads = option_heads(options, scaled) if heads is None else list(heads)
     engine = WindowEngine(predictor, grid, tta=options.tta)
-    stitcher = (Blender(engine, options.blend, options.confidence) if options.blend
-                else HardStitcher(engine, probabilities=options.probabilities, scaled=scaled,
-                                  confidence=options.confidence, disagreement=options.disagreement))
+    stitcher = (Blender(engine, options.blend, heads) if options.blend
+                else HardStitcher(engine, probabilities=options.probabilities, scaled=scaled, heads=heads))
     reader = StripReader(source, grid)
     pixels = pixels if pixels is not None else ValidPixels(source.info, predictor.bands)
     check = range_check(predictor)
@@ -84,10 +100,9 @@ def run_grid(
                     classes[~valid] = IGNORE_INDEX
                 if check is not None:
                     check.add(raw, valid)
-                if on_extras is not None:
-                    extras = stitcher.extras
-                    on_extras(y0, y1, classes, {k: to_bytes(v, classes) for k, v in extras.items()}
-                              if scaled else extras)
+                if on_heads is not None:
+                    rows = stitcher.head_rows
+                    on_heads(y0, y1, classes, {h.name: h.finish(rows[h.name], classes) for h in heads}, raw)
                 emit(y0, y1, classes, probs if options.probabilities else None, raw)
             if progress is not None:
                 progress((i + 1) * grid.cols)
@@ -195,9 +210,9 @@ def _predict_source(predictor: Predictor, source: RasterSource, paths: dict[str,
             t, paths[k], info, options.confidence if k == "confidence" else k, options.overviews)))
             for k in ("confidence", "disagreement") if k in paths}
 
-        def write_extras(y0: int, y1: int, classes: np.ndarray, extras: dict) -> None:
+        def write_extras(y0: int, y1: int, classes: np.ndarray, rows: dict, raw: np.ndarray) -> None:
             for k, out in extra_out.items():
-                out.write(extras[k][None])
+                out.write(rows[k][None])
 
         def emit(y0: int, y1: int, classes: np.ndarray, probs: np.ndarray | None, raw: np.ndarray) -> None:
             cls_out.write(classes[None])
@@ -207,7 +222,7 @@ def _predict_source(predictor: Predictor, source: RasterSource, paths: dict[str,
             areas.add(y0, classes)
 
         check = run_grid(predictor, source, grid, emit, options=options, progress=progress, pixels=pixels,
-                         on_extras=write_extras if extra_out else None)
+                         on_heads=write_extras if extra_out else None)
     result.warnings += pixels.warnings(source.path)
     if check is not None and (warning := check.warning(source.path)):
         result.warnings.append(warning)
