@@ -107,7 +107,7 @@ class SegmentationTask(RunTask):
         return build_optimizer(self.cfg.optim, self.model.parameters(), self.trainer)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)  # hyper-parameters as plain data
+        RunTask.on_save_checkpoint(self, checkpoint)  # hyper-parameters as plain data (reads nothing of self)
         checkpoint["val_confusion"] = self.val_confusion.matrix.tolist()  # the last validation's counts
 
 
