@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,7 +29,7 @@ from rsseg.config import Config
 from rsseg.config.pretrain import PretrainConfig
 from rsseg.models import build_model, encoder_of
 from rsseg.models.encoders import encoder_features, feature_widths
-from rsseg.safe_load import plain_data
+from rsseg.training.base import RunTask
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,7 +62,7 @@ class ProjectionHead(nn.Module):
         return self.net(x)
 
 
-class SimCLRTask(L.LightningModule):
+class SimCLRTask(RunTask):
     """The registry model (its encoder trained, decoder unused) + projection head.
 
     Hyper-parameters (configs, bands, normalisation) travel in the checkpoint, so a run can be
@@ -88,9 +87,7 @@ class SimCLRTask(L.LightningModule):
         self.model = build_model(self.cfg.model, in_channels, 2)  # 2 classes: the decoder is unused
         width = feature_widths(self.model, in_channels)[-1]
         self.head = ProjectionHead(width, self.pcfg.hidden_dim, self.pcfg.projection_dim)
-        self.use_channels_last = channels_last
-        if channels_last:
-            self.model.to(memory_format=torch.channels_last)
+        self.use_memory_format(self.model, channels_last)
 
     @property
     def encoder(self) -> nn.Module:
@@ -100,9 +97,7 @@ class SimCLRTask(L.LightningModule):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D) representation: global average of the last encoder stage."""
-        if self.use_channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return encoder_features(self.model, x)[-1].float().mean(dim=(2, 3))
+        return encoder_features(self.model, self.memory_format(x))[-1].float().mean(dim=(2, 3))
 
     def loss(self, v1: torch.Tensor, v2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.head(self.embed(torch.cat([v1, v2])))
@@ -131,6 +126,3 @@ class SimCLRTask(L.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["hyper_parameters"] = plain_data(checkpoint.get("hyper_parameters", {}))  # loads weights-only

@@ -1,6 +1,7 @@
 """``pretrain()``: self-supervised pretraining of a config's encoder into a run directory.
 
-Same conventions as ``rsseg.training.train``: one run directory (``config.yaml``, ``checkpoints/last.ckpt``,
+Same conventions as ``rsseg.training.train``, from the same Lightning set-up
+(``rsseg.training.base``): one run directory (``config.yaml``, ``checkpoints/last.ckpt``,
 ``logs/``), resumable with ``resume=RUN``, a wall-clock budget, rich progress, bf16 autocast
 only where native (``rsseg.runtime``) and channels_last on CPUs. The encoder is exported to
 ``RUN/encoder.safetensors`` after every epoch and at the end (``rsseg.ssl.export``), so a run
@@ -9,22 +10,17 @@ stopped by its budget still leaves a loadable encoder.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import numpy as np
-import torch
 import yaml
-from lightning.pytorch.callbacks import Callback, RichProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 
-from rsseg.allocator import warm_allocator
 from rsseg.config import Config, load_config
 from rsseg.config.pretrain import PretrainConfig
 from rsseg.data.datasets import get_source
@@ -32,7 +28,6 @@ from rsseg.data.tiles import band_stats
 from rsseg.errors import RsSegError
 from rsseg.io import atomic_write_text, ensure_writable_dir
 from rsseg.runtime import training_hardware
-from rsseg.safe_load import read_lightning_checkpoint
 from rsseg.ssl.data import (
     Raster,
     UnlabelledTiles,
@@ -42,9 +37,9 @@ from rsseg.ssl.data import (
     scan_rasters,
 )
 from rsseg.ssl.export import export_encoder
-from rsseg.training.callbacks import StopOnNonFinite
 from rsseg.ssl.method import SimCLRTask
-from rsseg.training.rundir import merge_csv_log, new_run_dir, preserve_csv_log, quiet_lightning
+from rsseg.training.base import fitting, run_trainer, save_last, start_run
+from rsseg.training.rundir import merge_csv_log, new_run_dir, preserve_csv_log, resume_point
 
 log = logging.getLogger(__name__)
 
@@ -158,24 +153,18 @@ def pretrain(
 ) -> PretrainResult:
     """Pretrain ``cfg.model``'s encoder on unlabelled tiles into a new run (or continue ``resume``)."""
     hw = training_hardware(cfg.train)  # first: a bf16 the device cannot run fails before any work
-    accelerator, device_type, bf16, channels_last = hw.accelerator, hw.device_type, hw.bf16, hw.channels_last
     pcfg = pretrain_section(cfg, pretrain_cfg)
+    ckpt_path: Path | None
     if resume is not None:
-        run_dir = Path(resume)
-        ckpt_path: Path | None = run_dir / "checkpoints" / "last.ckpt"
-        if not ckpt_path.exists():  # type: ignore[union-attr]
-            raise RsSegError(f"cannot resume: {ckpt_path} not found")
-        resumed = read_lightning_checkpoint(ckpt_path)["hyper_parameters"]  # before config.yaml is replaced
+        run_dir, ckpt_path, checkpoint = resume_point(resume)  # before config.yaml is replaced
+        resumed = checkpoint["hyper_parameters"]
     else:
         run_dir, ckpt_path, resumed = new_run_dir(cfg, config_name), None, None
     dump = cfg.model_dump(mode="json")
     dump["pretrain"] = pcfg.model_dump(mode="json")
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(dump, sort_keys=False))
 
-    quiet_lightning()
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    start_run(cfg.train)
 
     rasters, names = collect_rasters(cfg, pcfg, progress)
     n_bands = rasters[0].num_bands
@@ -199,47 +188,29 @@ def pretrain(
     if ckpt_path is not None:
         _check_resume(ckpt_path, resumed or {}, n_bands)
     task = SimCLRTask(cfg.model_dump(mode="json"), pcfg.model_dump(mode="json"), n_bands, mean, std, names,
-                      channels_last)
+                      hw.channels_last)
 
     encoder_path = run_dir / f"encoder.{pcfg.export}"
     history = preserve_csv_log(run_dir) if resume is not None else None
-    trainer = L.Trainer(
-        default_root_dir=run_dir,
-        max_epochs=pcfg.epochs,
-        max_time=dt.timedelta(minutes=pcfg.max_minutes) if pcfg.max_minutes else None,
-        accelerator=accelerator,
-        devices=cfg.train.devices,
-        precision="bf16-mixed" if bf16 else "32-true",
-        deterministic=("warn" if device_type == "cuda" else True) if cfg.train.deterministic else False,
+    trainer = run_trainer(
+        cfg.train, hw, run_dir,
+        epochs=pcfg.epochs,
+        max_minutes=pcfg.max_minutes,
         limit_train_batches=pcfg.limit_batches,
-        log_every_n_steps=cfg.train.log_every_n_steps,
-        logger=[
-            CSVLogger(run_dir, name="logs", version=""),
-            TensorBoardLogger(run_dir, name="logs", version="", default_hp_metric=False),
-        ],
-        callbacks=[
-            EpochCheckpoint(run_dir, encoder_path),
-            StopOnNonFinite(),
-            *([RichProgressBar(leave=True)] if progress else []),
-        ],
-        enable_progress_bar=progress,
+        callbacks=[EpochCheckpoint(run_dir, encoder_path)],
+        progress=progress,
         enable_checkpointing=False,  # EpochCheckpoint writes last.ckpt
-        enable_model_summary=False,
         num_sanity_val_steps=0,
     )
     log.info("pretraining %s (%s) on %d tiles of %d images (%d with same-ground partners), bf16=%s",
-             cfg.model.name, pcfg.method, len(dataset), len(rasters), dataset.with_partners, bf16)
+             cfg.model.name, pcfg.method, len(dataset), len(rasters), dataset.with_partners, hw.bf16)
     start = time.perf_counter()
-    with warnings.catch_warnings(), warm_allocator():  # freed activations kept (rsseg.allocator)
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
-        warnings.filterwarnings("ignore", ".*Experiment logs directory.*exists and is not empty.*")
+    with fitting():
         trainer.fit(task, loader, ckpt_path=ckpt_path, weights_only=True)
     seconds = time.perf_counter() - start
     if history is not None:
         merge_csv_log(run_dir, history)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    trainer.save_checkpoint(last)  # also covers a stop by max_minutes in the middle of an epoch
+    last = save_last(trainer, run_dir)
     export_task(task, encoder_path, steps=trainer.global_step, epochs=trainer.current_epoch)
     loss = trainer.callback_metrics.get("ssl_loss_epoch", trainer.callback_metrics.get("ssl_loss_step"))
     return PretrainResult(

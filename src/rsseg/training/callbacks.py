@@ -170,9 +170,9 @@ class EpochSeeds(Callback):
 
 
 def training_callbacks(cfg, model: nn.Module) -> list[Callback]:
-    """Early stopping, weight averaging and encoder freezing as the ``train`` section asks (``cfg``: Config),
-    and the stop on a non-finite loss (always)."""
-    callbacks: list[Callback] = [StopOnNonFinite()]
+    """Early stopping, weight averaging and encoder freezing as the ``train`` section asks (``cfg``: Config).
+    The stop on a non-finite loss is always on: ``rsseg.training.base.run_trainer`` adds it to every run."""
+    callbacks: list[Callback] = []
     stop = cfg.train.early_stopping
     if stop is not None:
         callbacks.append(

@@ -12,6 +12,7 @@ from pathlib import Path
 from rsseg.config import Config
 from rsseg.errors import RsSegError
 from rsseg.io import atomic_path, ensure_writable_dir
+from rsseg.safe_load import read_lightning_checkpoint
 
 
 def new_run_dir(cfg: Config, config_name: str) -> Path:
@@ -23,6 +24,16 @@ def new_run_dir(cfg: Config, config_name: str) -> Path:
             "continue it, or choose another output.name"
         )
     return ensure_writable_dir(run_dir)
+
+
+def resume_point(resume: Path | str) -> tuple[Path, Path, dict]:
+    """The run directory, its ``checkpoints/last.ckpt`` and that checkpoint read weights-only:
+    before Lightning (or a new config.yaml) touches the run, a missing or bad file is one line."""
+    run_dir = Path(resume)
+    ckpt_path = run_dir / "checkpoints" / "last.ckpt"
+    if not ckpt_path.exists():
+        raise RsSegError(f"cannot resume: {ckpt_path} not found")
+    return run_dir, ckpt_path, read_lightning_checkpoint(ckpt_path)
 
 
 def quiet_lightning() -> None:

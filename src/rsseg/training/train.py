@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from rsseg import __version__
-from rsseg.allocator import warm_allocator
 from rsseg.training.budget import check_budget
 from rsseg.training.callbacks import EpochSeeds, training_callbacks
 from rsseg.classes import IGNORE_INDEX, ClassTable
@@ -42,15 +37,15 @@ from rsseg.training.losses import build_loss
 from rsseg.metrics import ConfusionMatrix, compute_metrics
 from rsseg.models import build_model
 from rsseg.training.optim import build_optimizer
-from rsseg.training.rundir import merge_csv_log, new_run_dir, preserve_csv_log, quiet_lightning
+from rsseg.training.base import RunTask, fitting, run_trainer, save_last, start_run
+from rsseg.training.rundir import merge_csv_log, new_run_dir, preserve_csv_log, resume_point
 from rsseg.report import record_timing, try_write_report
 from rsseg.runtime import training_hardware
-from rsseg.safe_load import plain_data, read_lightning_checkpoint
 
 log = logging.getLogger(__name__)
 
 
-class SegmentationTask(L.LightningModule):
+class SegmentationTask(RunTask):
     """Model + loss + optimiser; validation mIoU from an exact confusion matrix.
 
     The hyper-parameters (config, class table, bands, normalisation, the training imagery's
@@ -75,15 +70,11 @@ class SegmentationTask(L.LightningModule):
         self.classes = ClassTable.from_dict(classes)
         self.model = build_model(self.cfg.model, len(mean), self.classes.num_classes)
         self.loss_fn = build_loss(self.cfg.loss, self.classes.num_classes, class_counts)
-        self.use_channels_last = channels_last
         self.val_confusion = ConfusionMatrix(self.classes.num_classes)
-        if channels_last:
-            self.model.to(memory_format=torch.channels_last)
+        self.use_memory_format(self.model, channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.use_channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.model(x)
+        return self.model(self.memory_format(x))
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, masks = batch
@@ -118,7 +109,7 @@ class SegmentationTask(L.LightningModule):
         return build_optimizer(self.cfg.optim, self.model.parameters(), self.trainer)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["hyper_parameters"] = plain_data(checkpoint.get("hyper_parameters", {}))  # loads weights-only
+        RunTask.on_save_checkpoint(self, checkpoint)  # hyper-parameters as plain data (reads nothing of self)
         checkpoint["val_confusion"] = self.val_confusion.matrix.tolist()  # the last validation's counts
 
 
@@ -188,28 +179,20 @@ def train(
 ) -> TrainResult:
     """Train ``cfg`` into a new run directory, or continue the run in ``resume``."""
     hw = training_hardware(cfg.train)  # first: a bf16 the device cannot run fails before any work
-    accelerator, device_type, bf16, channels_last = hw.accelerator, hw.device_type, hw.bf16, hw.channels_last
-    check_launch(cfg.train, device_type)
+    check_launch(cfg.train, hw.device_type)
     rank = launch_rank(cfg.train.devices)
     if cfg.output.name is None and cluster_run_name(config_name):  # every SLURM rank names it alike
         cfg = cfg.model_copy(deep=True)
         cfg.output.name = cluster_run_name(config_name)
     if resume is not None:
-        run_dir = Path(resume)
-        ckpt_path = run_dir / "checkpoints" / "last.ckpt"
-        if not ckpt_path.exists():
-            raise RsSegError(f"cannot resume: {ckpt_path} not found")
-        read_lightning_checkpoint(ckpt_path)  # weights-only, before Lightning: a bad file is one line
+        run_dir, ckpt_path, _ = resume_point(resume)
     else:
         run_dir = (shared_run_dir() if rank > 0 else None) or _own_run_dir(cfg, config_name, rank)
         ckpt_path = None
     if rank == 0:
         atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
 
-    quiet_lightning()
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    start_run(cfg.train)
 
     source = get_source(cfg.data)
     source.prepare(progress=progress)
@@ -236,7 +219,7 @@ def train(
         counts[list(classes.ignore)] = 0
         class_counts = [int(c) for c in counts]
     task = SegmentationTask(
-        cfg.model_dump(mode="json"), classes.to_dict(), list(mean), list(std), bands, channels_last,
+        cfg.model_dump(mode="json"), classes.to_dict(), list(mean), list(std), bands, hw.channels_last,
         class_counts, resolution_m=ground_resolution([s.image for s in train_scenes]),
     )
     checkpoints = ModelCheckpoint(
@@ -248,50 +231,30 @@ def train(
         auto_insert_metric_name=False,
     )
     history = preserve_csv_log(run_dir) if resume is not None and rank == 0 else None
-    trainer = L.Trainer(
-        default_root_dir=run_dir,
-        max_epochs=cfg.train.epochs,
+    trainer = run_trainer(
+        cfg.train, hw, run_dir,
+        epochs=cfg.train.epochs,
+        max_minutes=cfg.train.max_minutes,
+        limit_train_batches=cfg.train.limit_train_batches,
+        callbacks=[checkpoints, EpochSeeds(cfg.train.seed, [sampler]), *training_callbacks(cfg, task.model)],
+        progress=progress,
         num_nodes=cfg.train.num_nodes,
         strategy=lightning_strategy(cfg.train),
         use_distributed_sampler=False,  # rsseg.data.shard: no padded validation, custom samplers shared
-        max_time=dt.timedelta(minutes=cfg.train.max_minutes) if cfg.train.max_minutes else None,
-        accelerator=accelerator,
-        devices=cfg.train.devices,
-        precision="bf16-mixed" if bf16 else "32-true",
-        # CUDA has no deterministic backward for bilinear up-sampling: warn there, don't fail
-        deterministic=("warn" if device_type == "cuda" else True) if cfg.train.deterministic else False,
-        limit_train_batches=cfg.train.limit_train_batches,
-        log_every_n_steps=cfg.train.log_every_n_steps,
         check_val_every_n_epoch=cfg.train.val_every,
-        logger=[
-            CSVLogger(run_dir, name="logs", version=""),
-            TensorBoardLogger(run_dir, name="logs", version="", default_hp_metric=False),
-        ],
-        callbacks=[
-            checkpoints,
-            EpochSeeds(cfg.train.seed, [sampler]),
-            *training_callbacks(cfg, task.model),
-            *([RichProgressBar(leave=True)] if progress else []),
-        ],
-        enable_progress_bar=progress,
-        enable_model_summary=False,
     )
     if cfg.train.max_minutes and val_dl is not None and resume is None and trainer.world_size == 1:
         # a budget that ends before the first validation is refused now, not after minutes
-        estimate = check_budget(cfg, config_name, task, train_dl, val_dl, trainer.strategy.root_device, bf16)
+        estimate = check_budget(cfg, config_name, task, train_dl, val_dl, trainer.strategy.root_device, hw.bf16)
         log.info("about %.1f s to the first validation (train.max_minutes=%g)", estimate, cfg.train.max_minutes)
     if trainer.world_size > 1:
         train_dl, val_dl = shard_loaders(train_dl, val_dl, trainer.world_size, cfg.train.seed)
     log.info("training %s on %d chips (%d validation), bf16=%s", cfg.model.name, len(train_ds),
-             len(val_ds) if val_ds is not None else 0, bf16)
+             len(val_ds) if val_ds is not None else 0, hw.bf16)
     start = time.perf_counter()
-    # freed activations kept in the process (rsseg.allocator): +11-12 % training images/s
-    # for unet, smp-unet and segformer on the 2-core bench machine (benchmarks/models.py)
-    with warnings.catch_warnings(), warm_allocator(), run_dir_for_children(run_dir):
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*but have no `val_dataloader`.*")  # data.split.val: []
-        warnings.filterwarnings("ignore", ".*Checkpoint directory.*exists and is not empty.*")
-        warnings.filterwarnings("ignore", ".*sync_dist=True.*")  # val metrics are summed counts already
+    ignore = (".*but have no `val_dataloader`.*",  # data.split.val: []
+              ".*sync_dist=True.*")  # val metrics are summed counts already
+    with fitting(ignore), run_dir_for_children(run_dir):
         trainer.fit(task, train_dl, val_dl, ckpt_path=ckpt_path, weights_only=True)
     seconds = time.perf_counter() - start
     skipped = [*source.skipped, *train_ds.skipped, *(val_ds.skipped if val_ds is not None else [])]
@@ -301,8 +264,7 @@ def train(
     if history is not None:
         merge_csv_log(run_dir, history)
 
-    last = run_dir / "checkpoints" / "last.ckpt"
-    trainer.save_checkpoint(last)  # also covers a stop by max_minutes in the middle of an epoch
+    last = save_last(trainer, run_dir)
     best = Path(checkpoints.best_model_path) if checkpoints.best_model_path else last
     score = checkpoints.best_model_score
     model = SELECT[cfg.train.select](best, last)
