@@ -175,6 +175,25 @@ def test_balance_list_is_the_training_subset(tmp_path, monkeypatch):
     assert trained and trained <= tiles
 
 
+def test_data_balance_selects_what_the_balance_list_selects(tmp_path):
+    """data.balance: N (or a share) picks the chips `rsseg data balance --size N` lists, without the file."""
+    root = folder.make(tmp_path / "f")
+    config = write_config(tmp_path, {"dataset": "folder", "root": str(root)})
+    out = tmp_path / "balance.json"
+    assert invoke("balance", config, "--size", "5", "--out", str(out)).exit_code == 0
+    tiles = {(t["scene"], t["row"], t["col"]) for t in json.loads(out.read_text())["tiles"]}
+    cfg, src, ds = train_dataset(config, "data.balance=5")
+    total = len(ds)
+    assert select_training_chips(ds, cfg.data, src.classes()) is None
+    assert {(ds.scenes[c.scene].id, c.row, c.col) for c in ds.chips} == tiles
+    share = 5 / total
+    cfg, src, ds = train_dataset(config, f"data.balance={share}")
+    select_training_chips(ds, cfg.data, src.classes())
+    assert {(ds.scenes[c.scene].id, c.row, c.col) for c in ds.chips} == tiles
+    with pytest.raises(RsSegError, match="balance"):
+        load_config(config, ["data.balance=1.5"])
+
+
 def test_coarser_tiles_map_to_the_chips_nearest_their_centres(tmp_path):
     root = folder.make(tmp_path / "f")
     config = write_config(tmp_path, {"dataset": "folder", "root": str(root)})

@@ -264,6 +264,12 @@ class DataConfig(Section):
     subset: Path | None = Field(
         None, description="Tile list of `rsseg data balance`: train only on the chips nearest those tiles (rsseg.data.subset)."
     )
+    balance: int | float | None = Field(
+        None, gt=0, description="Entropy-Based Balancing at the start of training (seed 000 §5.3.1): train on this "
+        "many chips (an integer) or this share of them (a number below 1), chosen greedily from the training "
+        "chips' cached class histograms to balance the class priors; the selection `rsseg data balance --size N` "
+        "writes for `data.subset`, without the file. Applied after `data.subset`.",
+    )
     restrict: RestrictConfig | None = Field(None, description="Drop training chips dominated by one class.")
     sampling: SamplingConfig | None = Field(None, description="Class-aware oversampling of the training chips.")
     on_error: Literal["raise", "skip"] = Field(
@@ -331,6 +337,12 @@ class DataConfig(Section):
             except re.error as exc:
                 raise ValueError(f"not a valid regular expression: {exc}") from None
         return value
+
+    @model_validator(mode="after")
+    def _balance_size(self) -> DataConfig:
+        if isinstance(self.balance, float) and self.balance >= 1:
+            raise ValueError("`balance` is a chip count (an integer) or a share below 1, e.g. 0.11")
+        return self
 
     @model_validator(mode="after")
     def _mean_std_pair(self) -> DataConfig:

@@ -237,16 +237,32 @@ def build_sampler(hist: np.ndarray, cfg: SamplingConfig, classes: ClassTable) ->
     return SubsetRandomSampler(indices.tolist())
 
 
+def _balanced(keep: np.ndarray, hist: np.ndarray, balance: int | float,
+              classes: ClassTable) -> tuple[np.ndarray, np.ndarray]:
+    """``data.balance``: the EBB selection over the chips' own histograms (the chips are the
+    tiles: ``rsseg data balance`` with granularity = ``data.tile_size`` picks the same ones)."""
+    size = balance if isinstance(balance, int) else max(1, round(balance * len(keep)))
+    if size >= len(keep):
+        log.warning("data.balance=%s keeps all %d chips: nothing to balance", balance, len(keep))
+        return keep, hist
+    chosen = np.sort(ebb_select(hist, size, 1, "max", classes.ignore))
+    log.info("data.balance: %d of %d chips, class entropy %.3f -> %.3f nats", size, len(keep),
+             class_entropy(hist.sum(0), classes.ignore), class_entropy(hist[chosen].sum(0), classes.ignore))
+    return keep[chosen], hist[chosen]
+
+
 def select_training_chips(ds: TileDataset, cfg: DataConfig, classes: ClassTable,
                           cache_dir: Path | None = None) -> Sampler | None:
     """Apply ``data.subset`` and ``data.restrict`` to ``ds.chips``; the ``data.sampling`` sampler."""
-    if cfg.subset is None and cfg.restrict is None and cfg.sampling is None:
+    if cfg.subset is None and cfg.balance is None and cfg.restrict is None and cfg.sampling is None:
         return None
     total = len(ds)
     keep = np.arange(total)
     if cfg.subset is not None:
         keep = np.flatnonzero(subset_mask(ds, load_subset(cfg.subset), cfg.subset))
-    hist = chip_histograms(ds, cache_dir)[keep] if cfg.restrict or cfg.sampling else None
+    hist = chip_histograms(ds, cache_dir)[keep] if cfg.balance or cfg.restrict or cfg.sampling else None
+    if cfg.balance is not None:
+        keep, hist = _balanced(keep, hist, cfg.balance, classes)
     if cfg.restrict is not None:
         rc = cfg.restrict
         checked = (most_frequent(hist.sum(0), rc.top_k, classes.ignore) if rc.top_k
@@ -256,5 +272,5 @@ def select_training_chips(ds: TileDataset, cfg: DataConfig, classes: ClassTable,
     if not keep.size:
         raise RsSegError("data.subset / data.restrict leave no training chip")
     ds.chips = ChipGrid(ds.chips.origins[keep])
-    log.info("training on %d of %d chips (data.subset / data.restrict)", len(keep), total)
+    log.info("training on %d of %d chips (data.subset / data.balance / data.restrict)", len(keep), total)
     return None if cfg.sampling is None else build_sampler(hist, cfg.sampling, classes)
