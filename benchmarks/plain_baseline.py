@@ -81,12 +81,16 @@ def build(channels_last: bool) -> torch.nn.Module:
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def train(model, scenes, minutes: float, bf16: bool, channels_last: bool, seed: int) -> int:
+def train(model, scenes, minutes: float, bf16: bool, channels_last: bool, seed: int,
+          checkpoints: dict[float, object] | None = None) -> int:
+    """Train for ``minutes`` of training time; ``checkpoints`` maps training minutes to a callback
+    run then (an evaluation), whose own time is left out of the budget."""
     rng = random.Random(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    pending = sorted((checkpoints or {}).items())
     model.train()
-    steps, deadline = 0, time.monotonic() + minutes * 60
-    while time.monotonic() < deadline:
+    steps, spent, start = 0, 0.0, time.monotonic()
+    while spent < minutes * 60:
         x, y = random_batch(scenes, 8, 224, rng)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -96,6 +100,11 @@ def train(model, scenes, minutes: float, bf16: bool, channels_last: bool, seed: 
         loss.backward()
         optimiser.step()
         steps += 1
+        spent = time.monotonic() - start
+        while pending and spent >= pending[0][0] * 60:
+            pending.pop(0)[1](steps)
+            model.train()
+            start = time.monotonic() - spent  # the evaluation's time is not training time
     return steps
 
 
@@ -122,25 +131,33 @@ def evaluate(model, scenes, bf16: bool, channels_last: bool) -> dict:
             "oa": float(tp.sum() / confusion.sum())}
 
 
-def start_rsseg(config: Path, minutes: float, threads: int, cores: list[int] | None) -> subprocess.Popen:
-    cmd = [RSSEG, "train", str(config), "--set", f"train.threads={threads}",
-           "--set", f"train.max_minutes={minutes}", "--set", "output.name=plain-vs-rsseg"]
+def start_rsseg(config: Path, minutes: float, threads: int, cores: list[int] | None, seed: int) -> subprocess.Popen:
+    cmd = [RSSEG, "train", str(config), "--set", f"train.threads={threads}", "--set", f"train.seed={seed}",
+           "--set", f"train.max_minutes={minutes}",
+           "--set", f"output.name=plain-vs-rsseg-{minutes:g}min-{threads}t-seed{seed}-{int(time.time())}"]
     pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=pin)
 
 
-def finish_rsseg(proc: subprocess.Popen) -> dict:
+def finish_rsseg(proc: subprocess.Popen, threads: int, cores: list[int] | None) -> dict:
+    """Wait for ``rsseg train``, then ``rsseg evaluate`` its model checkpoint (``train.select``) with the
+    checkpoint's own prediction mode: the map a user gets from ``rsseg predict`` with the defaults."""
     out, _ = proc.communicate()
-    run_dir = next((line.split(": ", 1)[1].strip() for line in out.splitlines()
-                    if line.startswith("run directory: ")), None)
-    if proc.returncode or run_dir is None:
+    lines = {k: line.split(": ", 1)[1].split(" (")[0].strip() for line in out.splitlines()
+             for k in ("run directory", "model checkpoint") if line.startswith(f"{k}: ")}
+    if proc.returncode or len(lines) < 2:
         return {"error": f"rsseg train failed ({proc.returncode}): {out[-400:]}"}
-    best = Path(run_dir) / "checkpoints" / "best.ckpt"
-    subprocess.run([RSSEG, "evaluate", str(best), "--split", "test"],
-                   check=True, capture_output=True)
-    metrics = json.loads((Path(run_dir) / "eval-test" / "metrics.json").read_text())
+    run_dir, model = Path(lines["run directory"]), Path(lines["model checkpoint"])
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
+    subprocess.run([RSSEG, "evaluate", str(model), "--split", "test", "--out", str(run_dir / "eval-plain-bench")],
+                   check=True, capture_output=True, env=env, preexec_fn=pin)
+    metrics = json.loads((run_dir / "eval-plain-bench" / "metrics.json").read_text())
+    from rsseg.safe_load import read_lightning_checkpoint
+
+    steps = int(read_lightning_checkpoint(run_dir / "checkpoints" / "last.ckpt").get("global_step", 0))
     return {"miou": metrics["miou"], "iou": {k: metrics["per_class"][k]["iou"] for k in NAMES},
-            "run_dir": run_dir}
+            "mode": metrics.get("mode"), "steps": steps, "run_dir": str(run_dir), "checkpoint": str(model)}
 
 
 def main() -> None:
@@ -151,6 +168,8 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=DUBAI)
     parser.add_argument("--rsseg", type=Path, default=None, help="also train this rsseg config side by side")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--eval-at", type=float, nargs="*", default=[],
+                        help="also score the plain model at these training minutes (time-to-accuracy)")
     args = parser.parse_args()
 
     from rsseg.runtime import cpu_has_native_bf16
@@ -161,19 +180,27 @@ def main() -> None:
     cores = sorted(os.sched_getaffinity(0))
     plain_cores = cores[: args.threads] if len(cores) >= 2 * args.threads else None
     proc = None
+    rsseg_cores = cores[args.threads: 2 * args.threads] if plain_cores else None
     if args.rsseg:
-        proc = start_rsseg(args.rsseg, args.minutes, args.threads,
-                           cores[args.threads: 2 * args.threads] if plain_cores else None)
+        proc = start_rsseg(args.rsseg, args.minutes, args.threads, rsseg_cores, args.seed)
     if plain_cores:
         os.sched_setaffinity(0, plain_cores)
     train_scenes, test_scenes = load_tiles(args.root, [1, 2, 3, 4, 5]), load_tiles(args.root, [7])
     model = build(channels_last)
-    steps = train(model, train_scenes, args.minutes, bf16, channels_last, args.seed)
+    early: dict[str, dict] = {}
+
+    def score(minute: float):
+        return lambda steps: early.__setitem__(f"{minute:g}", {"steps": steps, **evaluate(model, test_scenes, bf16,
+                                                                                         channels_last)})
+
+    steps = train(model, train_scenes, args.minutes, bf16, channels_last, args.seed,
+                  {m: score(m) for m in args.eval_at if m < args.minutes})
     results = {"plain": {"steps": steps, **evaluate(model, test_scenes, bf16, channels_last)},
+               "plain_at_minutes": early,
                "setting": {"minutes": args.minutes, "threads": args.threads, "bf16": bf16, "seed": args.seed,
                            "cpu": _cpu_name()}}
     if proc is not None:
-        results["rsseg"] = finish_rsseg(proc)
+        results["rsseg"] = finish_rsseg(proc, args.threads, rsseg_cores)
     print(f"{'recipe':8} {'steps':>6} {'mIoU':>6} " + " ".join(f"{n:>10}" for n in NAMES))
     for name in ("plain", "rsseg"):
         r = results.get(name)
@@ -181,6 +208,8 @@ def main() -> None:
             print(f"{name:8} {r.get('steps', '?'):>6} {r['miou']:6.3f} " + " ".join(f"{r['iou'][n]:10.3f}" for n in NAMES))
         elif r:
             print(f"{name:8} {r['error']}")
+    for minute, r in early.items():
+        print(f"plain at {minute} min: {r['steps']} steps, mIoU {r['miou']:.3f}")
     print(json.dumps(results["setting"]))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -56,3 +56,22 @@ def test_scores_are_iou_over_the_scored_classes_of_one_confusion_matrix():
     assert result["iou"]["road"] == np.float64(road_iou).item()
     assert result["miou"] == np.float64(road_iou / 5).item()
     assert result["oa"] == np.float64(road_iou).item()
+
+
+def test_training_scores_at_given_minutes_outside_the_budget():
+    """--eval-at: the callback runs once its training minute has passed, and its time is not training time."""
+    import time
+
+    plain = _plain()
+    labels = np.random.default_rng(0).integers(0, 5, (230, 230))
+    scenes = [(np.random.default_rng(1).normal(size=(230, 230, 3)).astype(np.float32), labels)]
+    calls = []
+
+    def slow_eval(steps):
+        calls.append(steps)
+        time.sleep(0.3)  # longer than the whole budget: it must not count
+
+    start = time.monotonic()
+    steps = plain.train(torch.nn.Conv2d(3, 6, 1), scenes, 0.005, False, False, 0, {0.001: slow_eval})
+    assert len(calls) == 1 and 1 <= calls[0] <= steps
+    assert time.monotonic() - start >= 0.3 + 0.3  # the budget (0.3 s) ran besides the evaluation

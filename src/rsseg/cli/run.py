@@ -29,9 +29,8 @@ def train(
     if result.global_rank:  # other DDP ranks: rank 0 reports
         return
     console.print(f"run directory: {result.run_dir}")
-    console.print(f"best checkpoint: {result.best_checkpoint} (val mIoU {result.best_val_miou})")
-    if result.model_checkpoint != result.best_checkpoint:
-        console.print(f"model (train.select: last): {result.model_checkpoint}")
+    console.print(f"model checkpoint: {result.model_checkpoint} (train.select: {cfg.train.select})", soft_wrap=True)
+    console.print(f"best checkpoint: {result.best_checkpoint} (val mIoU {result.best_val_miou})", soft_wrap=True)
 
 
 @app.command()
