@@ -12,8 +12,15 @@ from the package), so the comparison is of recipes, not architectures.
 time* (each process pinned to its own cores where there are enough), then ``rsseg evaluate`` on
 its best checkpoint, and prints both side by side:
 
-    python benchmarks/plain_baseline.py --minutes 15 --threads 1 --rsseg configs/dubai.yaml
+    python benchmarks/plain_baseline.py --minutes 20 --threads 1 --rsseg configs/dubai.yaml --eval-at 8 15
+    python benchmarks/plain_baseline.py --minutes 20 --threads 2 --rsseg configs/dubai.yaml --sequential
     python benchmarks/plain_baseline.py --minutes 1 --threads 1          # a quick look
+
+``--eval-at`` also scores the plain model at those training minutes (the evaluation's time is
+left out of the budget), for the time-to-accuracy; ``--sequential`` gives each recipe the whole
+machine in turn, where the cores cannot hold both side by side at ``--threads`` each.
+rsseg's side is evaluated as a user gets it: its model checkpoint (``train.select``) in the
+checkpoint's own prediction mode (``infer.mode``).
 """
 
 from __future__ import annotations
@@ -168,6 +175,9 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=DUBAI)
     parser.add_argument("--rsseg", type=Path, default=None, help="also train this rsseg config side by side")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--sequential", action="store_true",
+                        help="run rsseg first, then the plain script, each with the whole machine (where the "
+                             "cores cannot hold both side by side at --threads each)")
     parser.add_argument("--eval-at", type=float, nargs="*", default=[],
                         help="also score the plain model at these training minutes (time-to-accuracy)")
     args = parser.parse_args()
@@ -178,11 +188,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     bf16 = channels_last = cpu_has_native_bf16()
     cores = sorted(os.sched_getaffinity(0))
-    plain_cores = cores[: args.threads] if len(cores) >= 2 * args.threads else None
-    proc = None
+    plain_cores = cores[: args.threads] if len(cores) >= 2 * args.threads and not args.sequential else None
+    proc, rsseg_result = None, None
     rsseg_cores = cores[args.threads: 2 * args.threads] if plain_cores else None
     if args.rsseg:
         proc = start_rsseg(args.rsseg, args.minutes, args.threads, rsseg_cores, args.seed)
+        if args.sequential:  # the plain script starts once rsseg has trained and been evaluated
+            rsseg_result, proc = finish_rsseg(proc, args.threads, None), None
     if plain_cores:
         os.sched_setaffinity(0, plain_cores)
     train_scenes, test_scenes = load_tiles(args.root, [1, 2, 3, 4, 5]), load_tiles(args.root, [7])
@@ -198,9 +210,12 @@ def main() -> None:
     results = {"plain": {"steps": steps, **evaluate(model, test_scenes, bf16, channels_last)},
                "plain_at_minutes": early,
                "setting": {"minutes": args.minutes, "threads": args.threads, "bf16": bf16, "seed": args.seed,
+                           "side_by_side": bool(args.rsseg) and not args.sequential,
                            "cpu": _cpu_name()}}
     if proc is not None:
         results["rsseg"] = finish_rsseg(proc, args.threads, rsseg_cores)
+    elif rsseg_result is not None:
+        results["rsseg"] = rsseg_result
     print(f"{'recipe':8} {'steps':>6} {'mIoU':>6} " + " ".join(f"{n:>10}" for n in NAMES))
     for name in ("plain", "rsseg"):
         r = results.get(name)
