@@ -70,7 +70,9 @@ def summary_table(rows: list[dict]) -> list[str]:
         if ok:
             mean = lambda key: _fmt(float(np.mean([r[key] for r in ok if r.get(key) is not None]))  # noqa: E731
                                     if any(r.get(key) is not None for r in ok) else None)
-            cells += [_spread([r["miou"] for r in ok]), mean("oa"), mean("steps"), mean("train_minutes")]
+            steps = [r["steps"] for r in ok if r.get("steps") is not None]
+            cells += [_spread([r["miou"] for r in ok]), mean("oa"), f"{np.mean(steps):.0f}" if steps else "-",
+                      mean("train_minutes")]
             cells += [_fmt(float(np.mean([r["per_class_iou"][c] for r in ok if r["per_class_iou"].get(c) is not None])))
                       if any(r["per_class_iou"].get(c) is not None for r in ok) else "-" for c in classes]
         else:
