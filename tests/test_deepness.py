@@ -22,12 +22,7 @@ from rsseg.trained.export import export_predictor
 from rsseg.trained.onnx_engine import METADATA_KEY, load_onnx_predictor, open_session
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -25,14 +25,7 @@ from rsseg.trained.predictor import Predictor
 CLASSES = ClassTable(names=("a", "b", "c"), colors=((255, 0, 0), (0, 255, 0), (0, 0, 255)))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors gain nothing from threads, and on a busy shared CPU two threads (torch's
-    # and, through open_session, onnxruntime's) spin-wait on each other
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,7 @@ from rsseg.errors import RsSegError
 from rsseg.models import MODELS, build_model, describe_models, encoder_of, model_configs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # these tiny tensors gain nothing from threads, and on a busy shared CPU two threads
-    # spin-wait on each other (10-50x slower)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # small settings per model, so that the whole file runs in well under a minute on 2 cores

@@ -27,12 +27,7 @@ from rsseg.models.pretrained import load_encoder_weights, read_weights_file
 from rsseg.models.sources import LITE0_STAGE_REPEATS, package_file
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def smp_unet(encoder: str, pretrained: str | None = None, depth: int = 5) -> SMPUNetConfig:

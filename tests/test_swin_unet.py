@@ -11,12 +11,7 @@ from rsseg.config.model import SwinUNetConfig
 from rsseg.models import build_model, count_parameters, encoder_of
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
