@@ -121,15 +121,15 @@ def run_bound(predictor, scene: Path, out: Path, fast_tile: int) -> tuple[float,
     from rsseg.infer import PredictOptions
     from rsseg.infer.engine import batch_size_for
 
-    opts = PredictOptions(mode="fast", fast_tile=fast_tile)  # c's tiles, --fast-tile included
+    opts = PredictOptions.build(predictor, mode="fast", fast_tile=fast_tile)  # c's tiles, --fast-tile included
     fast = opts.configure(predictor)
     with rasterio.open(scene) as src:
         x = fast.select_and_normalize(src.read())
-    grid = opts.grid(predictor, x.shape[1], x.shape[2])
+    grid = opts.grid(x.shape[1], x.shape[2])
     tiles = [np.ascontiguousarray(x[:, y : y + ky, c : c + kx])
              for y, ky in zip(grid.row_starts, grid.row_sizes) for c, kx in zip(grid.col_starts, grid.col_sizes)]
     del x
-    bs = batch_size_for(fast, grid)
+    bs = batch_size_for(opts.batch_size, opts.window, grid)
     start, cpu = time.perf_counter(), time.process_time()
     i = 0
     while i < len(tiles):  # batches of consecutive tiles of one shape

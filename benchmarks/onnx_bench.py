@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from rsseg.config.infer import InferConfig
 from rsseg.classes import ClassTable
 from rsseg.config import UNetConfig
 from rsseg.trained.export import export_predictor
@@ -62,7 +63,7 @@ def main() -> None:
                 model=copy, classes=classes, mean=[0.0] * 3, std=[1.0] * 3, precision="32", channels_last=cl
             )
         export_src = Predictor(model=model, classes=classes, mean=[0.0] * 3, std=[1.0] * 3,
-                               window=args.tile, keep=args.tile, precision="32", channels_last=False)
+                               defaults=InferConfig(window=args.tile, keep=args.tile), precision="32", channels_last=False)
         t0 = time.perf_counter()
         path = export_predictor(export_src, Path(tmp) / "unet.onnx", name="benchmark U-Net")
         print(f"export + verification: {time.perf_counter() - t0:.2f} s, {path.stat().st_size / 1e6:.1f} MB")

@@ -14,6 +14,7 @@ from rasterio.transform import Affine
 from torch import nn
 
 from rsseg.classes import ClassTable
+from rsseg.config.infer import InferConfig
 from rsseg.trained.predictor import Predictor
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "infer.py"
@@ -62,9 +63,7 @@ def make_predictor(window=256, keep=224, batch_size=4, mean=(100.0, 110.0, 120.0
         mean=list(mean),
         std=list(std or (50.0,) * len(mean)),
         bands=bands,
-        window=window,
-        keep=keep,
-        batch_size=batch_size,
+        defaults=InferConfig(window=window, keep=keep, batch_size=batch_size),
         precision="32",
         channels_last=False,
     )
@@ -72,7 +71,7 @@ def make_predictor(window=256, keep=224, batch_size=4, mean=(100.0, 110.0, 120.0
 
 def _padded_scene(predictor: Predictor, image: np.ndarray):
     """Margin, the whole normalised scene reflect-padded to whole kept tiles, its size, tiles."""
-    win, keep = predictor.window, predictor.keep
+    win, keep = predictor.defaults.window, predictor.defaults.keep
     m = (win - keep) // 2
     x = predictor.select_and_normalize(image)
     _, h, w = x.shape
@@ -83,7 +82,7 @@ def _padded_scene(predictor: Predictor, image: np.ndarray):
 
 def reference_stitch(predictor: Predictor, image: np.ndarray) -> np.ndarray:
     """Straightforward Border Correction: whole scene padded, one window at a time."""
-    win, keep = predictor.window, predictor.keep
+    win, keep = predictor.defaults.window, predictor.defaults.keep
     m, x, (h, w), (nh, nw) = _padded_scene(predictor, image)
     out = np.zeros((nh * keep, nw * keep), dtype=np.uint8)
     with torch.no_grad():
@@ -102,7 +101,7 @@ def seed_stitch(predictor: Predictor, image: np.ndarray) -> np.ndarray:
     spec = importlib.util.spec_from_file_location("bench_infer", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    return bench.seed_classes(predictor, image, predictor.window, predictor.keep)
+    return bench.seed_classes(predictor, image, predictor.defaults.window, predictor.defaults.keep)
 
 
 def bit_classes(logits: torch.Tensor, k: int = K) -> torch.Tensor:

@@ -224,7 +224,7 @@ def test_bad_confidence_options_exit_2(trained, scene, tmp_path):
     bad = _cli([*args, "--confidence", "best"])
     assert bad.exit_code == 2 and "confidence 'best'" in bad.output
     no_tta = _cli([*args, "--disagreement"])
-    assert no_tta.exit_code == 2 and "--disagreement needs --tta" in no_tta.output
+    assert no_tta.exit_code == 2 and "disagreement needs tta" in no_tta.output
     assert list(tmp_path.iterdir()) == []
 
 

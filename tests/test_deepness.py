@@ -66,8 +66,8 @@ def test_metadata_is_what_deepness_reads(deepness_onnx, torch_predictor):
     assert _class_names_as_deepness_reads(props["class_names"]) == list(p.classes.names)
     # synthetic training scenes: UTM, 1 m pixels -> recorded in the checkpoint -> 100 cm/px
     assert float(json.loads(props["resolution"])) == pytest.approx(100.0)
-    assert int(json.loads(props["tile_size"])) == int(json.loads(props["tiles_size"])) == p.window
-    assert int(json.loads(props["tiles_overlap"])) == round(100 * (p.window - p.keep) / p.window)
+    assert int(json.loads(props["tile_size"])) == int(json.loads(props["tiles_size"])) == p.defaults.window
+    assert int(json.loads(props["tiles_overlap"])) == round(100 * (p.defaults.window - p.defaults.keep) / p.defaults.window)
     assert float(json.loads(props["seg_thresh"])) == 0.0
     mean = np.array([float(v) for v in json.loads(props["standardization_mean"])], np.float32)
     std = np.array([float(v) for v in json.loads(props["standardization_std"])], np.float32)
@@ -100,17 +100,11 @@ def test_rsseg_engine_on_a_deepness_file_matches_the_checkpoint(tiny_run, deepne
     want = torch.softmax(torch_predictor.logits(x) / torch_predictor.temperature, 1).numpy()
     got = torch.softmax(torch.from_numpy(onnx_pred.logits(x.numpy())) / onnx_pred.temperature, 1).numpy()
     np.testing.assert_allclose(got, want, atol=1e-4)
-    saved = torch_predictor.window, torch_predictor.keep
-    try:
-        for predictor in (torch_predictor, onnx_pred):
-            predictor.window, predictor.keep = 72, 50
-        for scene in _scenes(tiny_run)[:2]:
-            image, _ = read_image(scene)
-            a = border_corrected_predict(torch_predictor, image)
-            b = border_corrected_predict(onnx_pred, image)
-            assert float((a == b).mean()) >= 0.999, scene
-    finally:
-        torch_predictor.window, torch_predictor.keep = saved
+    for scene in _scenes(tiny_run)[:2]:
+        image, _ = read_image(scene)
+        a = border_corrected_predict(torch_predictor, image, window=72, keep=50)
+        b = border_corrected_predict(onnx_pred, image, window=72, keep=50)
+        assert float((a == b).mean()) >= 0.999, scene
 
 
 def test_unknown_resolution_is_left_out_with_a_warning(torch_predictor, tmp_path, caplog):

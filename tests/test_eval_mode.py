@@ -20,6 +20,9 @@ from typer.testing import CliRunner
 
 from rsseg.cli import app
 from rsseg.config.infer import InferConfig
+from rsseg.gis.formats import VECTOR_FORMATS
+from rsseg.infer.confidence import CONFIDENCES
+from rsseg.infer.stitch import BLENDS
 from rsseg.errors import RsSegError
 from rsseg.infer import PredictOptions, border_corrected_predict, predict_file, windows
 from rsseg.infer.windows import MODES, WHOLE_MAX_PIXELS, WHOLE_MULTIPLE, plan_grid
@@ -96,23 +99,34 @@ def test_whole_refuses_a_scene_over_the_pixel_limit(tmp_path, monkeypatch):
 
 def test_whole_refuses_low_memory_and_blending():
     predictor = _unet_predictor()
-    with pytest.raises(RsSegError, match="--low-memory .* use --mode fast --low-memory"):
-        PredictOptions(mode="whole", low_memory=True).check(predictor)
-    with pytest.raises(RsSegError, match="blending needs a margin .*not the whole mode"):
-        PredictOptions(mode="whole", blend="linear").check(predictor)
+    with pytest.raises(RsSegError, match="^--mode whole --low-memory True: low_memory caps .* use mode fast with"):
+        PredictOptions.build(predictor, mode="whole", low_memory=True)
+    with pytest.raises(RsSegError, match="^--mode whole --blend linear: blending needs a margin .*not the whole mode"):
+        PredictOptions.build(predictor, mode="whole", blend="linear")
 
 
-def test_infer_mode_config_lists_every_prediction_mode():
-    assert set(typing.get_args(InferConfig.model_fields["mode"].annotation)) == set(MODES)
+def _choices(field: str) -> set[str]:
+    """The names a Literal (or Literal | None) config field accepts."""
+    args = typing.get_args(InferConfig.model_fields[field].annotation)
+    literal = next((a for a in args if typing.get_origin(a) is typing.Literal), None)
+    return set(typing.get_args(literal) if literal is not None else args)
+
+
+def test_infer_config_lists_every_name_its_registries_own():
+    """InferConfig declares the options; the names are the registries' (one owner each)."""
+    assert _choices("mode") == set(MODES)
+    assert _choices("blend") == set(BLENDS)
+    assert _choices("confidence") == set(CONFIDENCES)
+    assert _choices("vector") == set(VECTOR_FORMATS)
     assert InferConfig().mode == "reference"
     with pytest.raises(ValueError):
         InferConfig(mode="tiled")
 
 
 def test_predictor_mode_is_the_default_of_predict_options():
-    predictor = _unet_predictor(mode="whole")
-    assert PredictOptions().mode_for(predictor) == "whole"
-    assert PredictOptions(mode="fast").mode_for(predictor) == "fast"
+    predictor = _unet_predictor(defaults=InferConfig(mode="whole"))
+    assert PredictOptions.build(predictor).mode == "whole"
+    assert PredictOptions.build(predictor, mode="fast").mode == "fast"
     image = random_image(70, 101)
     np.testing.assert_array_equal(border_corrected_predict(predictor, image, mode=None),
                                   _plain_script(predictor, image))

@@ -39,10 +39,11 @@ def plain(text: str) -> str:
 
 def direct_logits(predictor, image: np.ndarray) -> np.ndarray:
     """One forward pass over the reflect-padded scene (it fits one window), centre cropped."""
-    m = (predictor.window - predictor.keep) // 2
+    window, keep = predictor.defaults.window, predictor.defaults.keep
+    m = (window - keep) // 2
     x = predictor.select_and_normalize(image)
     _, h, w = x.shape
-    x = np.pad(x, ((0, 0), (m, predictor.window - h - m), (m, predictor.window - w - m)), mode="reflect")
+    x = np.pad(x, ((0, 0), (m, window - h - m), (m, window - w - m)), mode="reflect")
     bf16 = predictor.precision == "bf16"  # like with like: the predictor's precision on both sides
     with torch.no_grad(), torch.autocast(predictor.device.type, dtype=torch.bfloat16, enabled=bf16):
         out = predictor.model(torch.from_numpy(np.ascontiguousarray(x))[None].to(predictor.device))
@@ -59,7 +60,7 @@ def test_every_class_map_is_the_models_last_layer(tiny_run, scene, predictor, tm
     # the saved per-class maps are the raw logits, and their argmax is `rsseg predict`'s map
     saved = np.load(out / "activations.npy")
     np.testing.assert_array_equal(saved, result.maps)
-    assert h + 2 * (predictor.window - predictor.keep) // 2 <= predictor.window  # one window
+    assert h + 2 * (predictor.defaults.window - predictor.defaults.keep) // 2 <= predictor.defaults.window  # one window
     np.testing.assert_allclose(saved, direct_logits(predictor, image), rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(saved.argmax(axis=0), border_corrected_predict(predictor, image))
     np.testing.assert_array_equal(result.classes, saved.argmax(axis=0))

@@ -11,6 +11,7 @@ import rasterio
 import torch
 from torch import nn
 
+from rsseg.config.infer import InferConfig
 from rsseg.trained.checkpoint import load_predictor
 from rsseg.classes import ClassTable
 from rsseg.errors import RsSegError
@@ -52,7 +53,8 @@ def test_roundtrip_metadata(tiny_onnx, torch_predictor):
     assert onnx_pred.mean == pytest.approx(torch_predictor.mean)
     assert onnx_pred.std == pytest.approx(torch_predictor.std)
     assert onnx_pred.bands == torch_predictor.bands
-    assert (onnx_pred.window, onnx_pred.keep) == (torch_predictor.window, torch_predictor.keep)
+    assert onnx_pred.defaults.model_dump(exclude={"precision", "batch_size"}) == \
+        torch_predictor.defaults.model_dump(exclude={"precision", "batch_size"})  # every default travels
     assert onnx_pred.precision == "32" and not onnx_pred.channels_last
     props = {p.key: p.value for p in onnx.load(tiny_onnx).metadata_props}
     meta = json.loads(props[METADATA_KEY])
@@ -85,17 +87,11 @@ def test_argmax_agreement_on_scenes(tiny_run, tiny_onnx, torch_predictor, tmp_pa
     x = torch.from_numpy(torch_predictor.select_and_normalize(image))[None]
     assert float((onnx_pred.logits(x) - torch_predictor.logits(x)).abs().max()) < 1e-4
     # every scene, tiled with small windows so tiles and reflect padding are exercised
-    saved = torch_predictor.window, torch_predictor.keep
-    for predictor in (torch_predictor, onnx_pred):
-        predictor.window, predictor.keep = 72, 50
-    try:
-        for scene in scenes:
-            image, _ = read_image(scene)
-            a = border_corrected_predict(torch_predictor, image)
-            b = border_corrected_predict(onnx_pred, image)
-            assert float((a == b).mean()) >= 0.999, scene
-    finally:
-        torch_predictor.window, torch_predictor.keep = saved
+    for scene in scenes:
+        image, _ = read_image(scene)
+        a = border_corrected_predict(torch_predictor, image, window=72, keep=50)
+        b = border_corrected_predict(onnx_pred, image, window=72, keep=50)
+        assert float((a == b).mean()) >= 0.999, scene
 
 
 class _Centre(nn.Module):
@@ -110,7 +106,7 @@ def test_argmax_agreement_with_varied_predictions(tiny_run, torch_predictor, tmp
     k = torch_predictor.classes.num_classes
     net = PadToStride(nn.Sequential(UNet(3, k, base_width=8, depth=3), _Centre()), 8)
     ref = Predictor(model=net, classes=torch_predictor.classes, mean=torch_predictor.mean,
-                    std=torch_predictor.std, window=72, keep=50, precision="32", channels_last=False)
+                    std=torch_predictor.std, defaults=InferConfig(window=72, keep=50), precision="32", channels_last=False)
     onnx_pred = load_onnx_predictor(export_predictor(ref, tmp_path / "random.onnx"))
     for scene in _scenes(tiny_run):
         image, _ = read_image(scene)
@@ -124,7 +120,7 @@ def test_argmax_agreement_with_varied_predictions(tiny_run, torch_predictor, tmp
 def test_window_override(tiny_run, tmp_path):
     path = export_onnx(tiny_run.best_checkpoint, tmp_path / "w.onnx", window=128, opset=18)
     pred = load_onnx_predictor(path)
-    assert (pred.window, pred.keep) == (128, 96)  # checkpoint: 256/224, margin kept
+    assert (pred.defaults.window, pred.defaults.keep) == (128, 96)  # checkpoint: 256/224, margin kept
     with pytest.raises(RsSegError, match="window 30"):
         export_onnx(tiny_run.best_checkpoint, tmp_path / "x.onnx", window=30)
     with pytest.raises(RsSegError, match="opset 5"):
@@ -183,7 +179,7 @@ class _ParityBranch(nn.Module):
 
 
 def _predictor(model: nn.Module) -> Predictor:
-    return Predictor(model=model, classes=CLASSES, mean=[0.0] * 3, std=[1.0] * 3, window=48, keep=32,
+    return Predictor(model=model, classes=CLASSES, mean=[0.0] * 3, std=[1.0] * 3, defaults=InferConfig(window=48, keep=32),
                      precision="32", channels_last=False)
 
 
@@ -216,7 +212,7 @@ def test_smp_unet_resnet18_exports(tmp_path):
     cfg = SMPUNetConfig(encoder="resnet18", encoder_depth=3, decoder_channels=[16, 8, 8])
     model = build_model(cfg, 4, 3)
     pred = Predictor(model=model, classes=CLASSES, mean=[0.0] * 4, std=[1.0] * 4, bands=[0, 1, 2, 3],
-                     window=64, keep=48, precision="32", channels_last=False)
+                     defaults=InferConfig(window=64, keep=48), precision="32", channels_last=False)
     path = export_predictor(pred, tmp_path / "smp.onnx", name="smp-unet")
     onnx_pred = load_onnx_predictor(path)
     assert onnx_pred.bands == [0, 1, 2, 3] and onnx_pred.in_channels == 4

@@ -44,7 +44,7 @@ def _rows(predictor, image, heads, **options) -> tuple[dict[str, np.ndarray], np
             probs.append(p)
 
     grid = Grid(h, w, (48, 64, 48), (64, 64, 48, 48), 8)
-    run_grid(predictor, ArraySource(image), grid, emit, options=PredictOptions(mode="fast", **options),
+    run_grid(predictor, ArraySource(image), grid, emit, options=PredictOptions.build(predictor, mode="fast", **options),
              heads=heads, on_heads=on_heads, scaled=False)
     assert [y for s in seen for y in range(*s)] == list(range(h))  # every row once, in order
     return got, classes, np.concatenate(probs, axis=1) if probs else None

@@ -19,8 +19,10 @@ from infer_helpers import (
 )
 from torch import nn
 
+from rsseg.config.infer import InferConfig
 from rsseg.errors import RsSegError
 from rsseg.infer import (
+    PredictOptions,
     border_corrected_predict,
     count_windows,
     plan_grid,
@@ -72,8 +74,7 @@ def test_reference_is_bitwise_the_seed_procedure_as_benchmarked(threads):
     try:
         torch.manual_seed(0)
         predictor = Predictor(model=BitClasses(UNet(3, K, base_width=16, depth=4)), classes=CLASSES,
-                              mean=[100.0, 110.0, 120.0], std=[50.0] * 3, window=256, keep=224,
-                              batch_size=8, precision="32", channels_last=True)
+                              mean=[100.0, 110.0, 120.0], std=[50.0] * 3, defaults=InferConfig(batch_size=8), precision="32", channels_last=True)
         image = random_image(200, 1800)  # one strip of 9 windows: batches of 8 and 1
         seed = seed_stitch(predictor, image)
         assert np.bincount(seed.ravel(), minlength=K).min() > 0.2 * seed.size / K
@@ -142,13 +143,13 @@ def test_low_memory_caps_the_pixels_of_a_forward_pass():
 
     predictor = make_predictor(batch_size=8)
     for mode, full, low in (("reference", 8, 4), ("fast", 1, 1)):
-        opts = PredictOptions(mode=mode, low_memory=True)
-        grid = opts.grid(predictor, 6800, 7200)
-        batch = batch_size_for(opts.configure(predictor), grid)
+        opts = PredictOptions.build(predictor, mode=mode, low_memory=True)
+        grid = opts.grid(6800, 7200)
+        batch = batch_size_for(opts.batch_size, opts.window, grid)
         assert batch == low and batch * grid.win_y * grid.win_x <= LOW_MEMORY_PIXELS
-        default = PredictOptions(mode=mode)
-        assert batch_size_for(default.configure(predictor), default.grid(predictor, 6800, 7200)) == full
-    fast = PredictOptions(mode="fast", low_memory=True).grid(predictor, 6800, 7200)
+        default = PredictOptions.build(predictor, mode=mode)
+        assert batch_size_for(default.batch_size, default.window, default.grid(6800, 7200)) == full
+    fast = PredictOptions.build(predictor, mode="fast", low_memory=True).grid(6800, 7200)
     assert (fast.keep_y, fast.keep_x, fast.margin) == (464, 480, 16)
     image = random_image(130, 150)  # maps: reference unchanged, fast as with a smaller tile
     np.testing.assert_array_equal(border_corrected_predict(predictor, image, low_memory=True),
@@ -245,7 +246,7 @@ def test_stitchers_place_unequal_tiles(blend):
 
     grid = Grid(150, 215, (48, 64, 48), (64, 64, 48, 48), 8)  # a short strip, then a tall one
     assert grid.col_batches(12) == [[0, 1], [2, 3]]  # batch_size_for: 20 x 64² // 80² = 12
-    run_grid(predictor, ArraySource(image), grid, emit, options=PredictOptions(mode="fast", blend=blend))
+    run_grid(predictor, ArraySource(image), grid, emit, options=PredictOptions.build(predictor, mode="fast", blend=blend))
     np.testing.assert_array_equal(out, whole_scene(predictor, image))
     assert plan_grid(150, 215, "fast", 64, 48, 64).row_sizes == (64, 48, 48)
 
@@ -326,9 +327,11 @@ def test_inference_batch_is_one_on_cpu_unless_configured(tiny_run):
 
     assert inference_batch_size(None, "cpu") == 1 and inference_batch_size(None, "cuda") == 8
     assert inference_batch_size(3, "cpu") == 3
-    assert load_predictor(tiny_run.best_checkpoint, device=torch.device("cpu")).batch_size == 1
+    cpu = load_predictor(tiny_run.best_checkpoint, device=torch.device("cpu"))
+    assert PredictOptions.build(cpu).batch_size == 1
     cfg = load_config(tiny_run.run_dir / "config.yaml", ["infer.batch_size=5"])
-    assert load_predictor(tiny_run.best_checkpoint, config=cfg, device=torch.device("cpu")).batch_size == 5
+    assert PredictOptions.build(load_predictor(tiny_run.best_checkpoint, config=cfg, device=torch.device("cpu"))).batch_size == 5
+    assert PredictOptions.build(cpu, batch_size=3).batch_size == 3
 
 
 def test_class_index_ops_agree_with_argmax_on_ties_and_nan():

@@ -76,8 +76,10 @@ def test_inputs_are_checked_before_any_work(tmp_path):
     Image.fromarray(random_image(40, 50).transpose(1, 2, 0)).save(b)
     with pytest.raises(RsSegError, match="overwrite"):
         predict_files(predictor, [a, b], out, show_progress=False)
-    with pytest.raises(RsSegError, match="invalid border correction"):
-        predict_files(make_predictor(window=200, keep=224), [a], out, show_progress=False)
+    with pytest.raises(RsSegError, match="^--window 200 --keep 224: invalid border correction window 200 / keep 224"):
+        predict_files(make_predictor(), [a], out, show_progress=False, window=200, keep=224)
+    with pytest.raises(RsSegError, match="^unknown prediction option 'windw'; did you mean 'window'"):
+        predict_files(make_predictor(), [a], out, show_progress=False, windw=200)
     assert not out.exists()
 
 

@@ -124,7 +124,7 @@ def test_bf16_on_a_gpu_without_it_fails_before_any_work(tiny_config_path, traine
     predictor = load_predictor(trained, device=torch.device("cpu"))
     predictor.device = torch.device("cuda")  # as if loaded there; nothing runs
     with pytest.raises(RsSegError) as err:
-        PredictOptions(precision="bf16").check(predictor)
+        PredictOptions.build(predictor, precision="bf16")
     assert str(err.value) == "--precision=bf16: this GPU (Tesla T4) has no bf16 support; use 32"
 
 
@@ -135,7 +135,6 @@ def test_an_onnx_model_refuses_bf16_and_keeps_fp32():
     predictor = Predictor(model=Numpy(), classes=ClassTable(names=("a", "b"), colors=((0, 0, 0), (9, 9, 9))),
                           mean=[0.0], std=[1.0])
     with pytest.raises(RsSegError, match=r"^--precision bf16 needs a torch checkpoint: an ONNX model runs in fp32$"):
-        PredictOptions(precision="bf16").check(predictor)
+        PredictOptions.build(predictor, precision="bf16")
     for precision in ("32", "auto"):
-        PredictOptions(precision=precision).check(predictor)
-        assert PredictOptions(precision=precision).configure(predictor).precision == "32"
+        assert PredictOptions.build(predictor, precision=precision).configure(predictor).precision == "32"

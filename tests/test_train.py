@@ -34,7 +34,7 @@ def test_checkpoint_carries_everything_needed_to_predict(tiny_run):
     assert hp["config"]["model"]["name"] == "unet"
     predictor = load_predictor(tiny_run.best_checkpoint)
     assert predictor.classes.num_classes == 7
-    assert predictor.window == 256 and predictor.keep == 224
+    assert predictor.defaults.window == 256 and predictor.defaults.keep == 224
 
 
 @pytest.mark.bf16

@@ -103,10 +103,11 @@ def sample_logits(predictor, checkpoint: Path, split: str, max_pixels: int,
 
 def logit_rows(predictor, image: np.ndarray):
     """(y0, y1, classes, (K, n, w) logits) rows of a scene, as ``predict`` stitches them."""
-    options = PredictOptions(mode="reference")
+    options = PredictOptions.build(predictor, mode="reference")
     predictor.check_bands(image.shape[0], "the image")
-    grid = options.grid(predictor, *image.shape[1:])
-    stitcher = HardStitcher(WindowEngine(predictor, grid), heads=[LayerHead("logits")])
+    grid = options.grid(*image.shape[1:])
+    engine = WindowEngine(predictor, grid, batch_size=options.batch_size, window=options.window)
+    stitcher = HardStitcher(engine, heads=[LayerHead("logits")])
     reader = StripReader(ArraySource(image), grid)
     for i in range(grid.rows):
         for y0, y1, classes, _ in stitcher.add(i, reader.strip(i)):

@@ -65,17 +65,20 @@ def evaluate(
     out: Path | None = None,
     progress: bool = True,
     mode: str | None = None,
-    tta: bool = False,
+    tta: bool | None = None,
 ) -> EvalResult:
     """Predict every scene of ``split`` and write ``metrics.json`` + a confusion-matrix PNG.
 
-    ``mode``: None = the checkpoint's (or ``config``'s) ``infer.mode``, as ``rsseg predict``;
-    ``tta``: average the 8 D4 views (``PredictOptions.tta``)."""
+    ``mode``, ``tta`` (average the 8 D4 views): None = the checkpoint's (or ``config``'s)
+    ``infer`` section, as ``rsseg predict``; the window, keep, blending and precision are always
+    the section's, so the metrics are those of the map ``rsseg predict`` makes."""
     checkpoint = Path(checkpoint)
     predictor = load_predictor(checkpoint, config=config)
     cfg = predictor.config
-    options = PredictOptions(mode=mode, tta=tta, confidence="max").resolved(predictor)
-    options.check(predictor)  # an unknown mode fails before any data is read
+    # an unknown mode fails here, before any data is read; the max probability feeds the
+    # reliability bins, and the outputs evaluate does not write are off
+    options = PredictOptions.build(predictor, mode=mode, tta=tta, confidence="max", probabilities=False,
+                                   disagreement=False)
     out_dir = ensure_writable_dir(Path(out) if out else run_dir_of(checkpoint) / f"eval-{split}")
 
     source = get_source(cfg.data)
@@ -100,7 +103,7 @@ def evaluate(
     ) as bar:
         for scene in scenes:
             image, _ = read_image(scene.image)
-            grid = options.grid(predictor, *image.shape[1:])
+            grid = options.grid(*image.shape[1:])
             task = bar.add_task(scene.image.name, total=grid.windows)
             mask = _read_mask(source, scene, image.shape[1:])
             _predict_rows(predictor, options, grid, image, mask, confusion, reliability,
@@ -154,7 +157,7 @@ def _check_scenes(predictor, options: PredictOptions, scenes) -> None:
             count, h, w = src.count, src.height, src.width
         predictor.check_bands(count, scene.image)
         try:
-            options.grid(predictor, h, w)
+            options.grid(h, w)
         except RsSegError as exc:
             raise RsSegError(f"{scene.image}: {exc}") from None
 

@@ -126,10 +126,9 @@ def explain_image(
     if cmap not in colormaps:
         raise RsSegError(f"unknown colour map '{cmap}' (e.g. magma, viridis, inferno)")
     image, out_dir = Path(image), Path(out_dir)
-    options = PredictOptions(mode=mode, tta=tta, preview_max=max_side)
     RasterSource(image).close()  # input errors (missing, unreadable) before loading a model
     predictor = _predictor(checkpoint, engine)
-    options.check(predictor)
+    options = PredictOptions.build(predictor, mode=mode, tta=tta, preview_max=max_side)
     ensure_writable_dir(out_dir)
     try:
         with RasterSource(image) as source, rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(source)):
@@ -156,7 +155,7 @@ def _run(predictor: Predictor, source: RasterSource, options: PredictOptions, la
          progress: bool | Progress) -> _Collector:
     """``rsseg.infer.stream.run_grid`` with the last layer as its one head, collected."""
     info = source.info
-    grid = options.grid(predictor, info.height, info.width)
+    grid = options.grid(info.height, info.width)
     col = _Collector(Preview(info, options.preview_max), predictor.classes.num_classes)
     with _progress_bar(progress, grid.windows, source.path.name) as report:
         run_grid(predictor, source, grid, lambda *_: None, options=options, progress=report,

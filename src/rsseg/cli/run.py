@@ -45,7 +45,9 @@ def evaluate(
     mode: Annotated[
         str | None, typer.Option(help="As `rsseg predict --mode` (default: the checkpoint's infer.mode).")
     ] = None,
-    tta: Annotated[bool, typer.Option("--tta", help="Average the 8 flips/rotations (D4); 8x slower.")] = False,
+    tta: Annotated[
+        bool | None, typer.Option("--tta", help="Average the 8 flips/rotations (D4); 8x slower (default: infer.tta).")
+    ] = None,
     overrides: SetOption = None,
 ) -> None:
     """Evaluate a checkpoint on whole scenes, predicted as `rsseg predict` would: metrics.json
@@ -97,14 +99,14 @@ def predict(
     ] = None,
     window: Annotated[int | None, typer.Option(help="Window size (default: checkpoint's).")] = None,
     keep: Annotated[int | None, typer.Option(help="Kept centre size (default: checkpoint's).")] = None,
-    fast_tile: Annotated[int, typer.Option(help="fast: largest kept tile side in px.")] = 1024,
+    fast_tile: Annotated[int | None, typer.Option(help="fast: largest kept tile side in px (1024).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Windows per pass at the reference window.")] = None,
     blend: Annotated[str | None, typer.Option(help="Cross-fade windows at the seams: linear or cosine.")] = None,
-    tta: Annotated[bool, typer.Option("--tta", help="Average the 8 flips/rotations (D4); 8x slower.")] = False,
+    tta: Annotated[bool | None, typer.Option("--tta", help="Average the 8 flips/rotations (D4); 8x slower.")] = None,
     probabilities: Annotated[
-        bool, typer.Option("--probabilities", help="Also write <name>_probabilities.tif (uint8, 254 = 1).")
-    ] = False,
-    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip scenes whose outputs exist.")] = False,
+        bool | None, typer.Option("--probabilities", help="Also write <name>_probabilities.tif (uint8, 254 = 1).")
+    ] = None,
+    skip_existing: Annotated[bool | None, typer.Option("--skip-existing", help="Skip scenes whose outputs exist.")] = None,
     workers: Annotated[int, typer.Option(help="Run scenes on a local Dask cluster of N processes.")] = 0,
     scheduler: Annotated[
         str | None, typer.Option(help="Run scenes on an existing Dask cluster, e.g. tcp://head:8786.")
@@ -114,11 +116,11 @@ def predict(
     ] = None,
     engine: Annotated[str, typer.Option(help="torch, onnx, or auto (by file suffix: .onnx -> onnx).")] = "auto",
     low_memory: Annotated[
-        bool, typer.Option("--low-memory", help="Small forward passes (<= 4 x 256² px): least peak memory.")
-    ] = False,
+        bool | None, typer.Option("--low-memory", help="Small forward passes (<= 4 x 256² px): least peak memory.")
+    ] = None,
     overviews: Annotated[
-        bool, typer.Option("--overviews", help="Internal overviews in the GeoTIFFs (class map: mode), for GIS.")
-    ] = False,
+        bool | None, typer.Option("--overviews", help="Internal overviews in the GeoTIFFs (class map: mode), for GIS.")
+    ] = None,
     precision: Annotated[
         str | None, typer.Option(help="32 (checkpoint default: same map on any machine), bf16 (faster), auto.")
     ] = None,
@@ -126,9 +128,9 @@ def predict(
         str | None, typer.Option(help="Also write <name>_confidence.tif: max, margin or entropy (254 = sure).")
     ] = None,
     disagreement: Annotated[
-        bool, typer.Option("--disagreement", help="With --tta: <name>_disagreement.tif, share of D4 views differing.")
-    ] = False,
-    cog: Annotated[bool, typer.Option("--cog/--no-cog", help="Cloud-Optimized GeoTIFF rasters.")] = True,
+        bool | None, typer.Option("--disagreement", help="With --tta: <name>_disagreement.tif, share of D4 views differing.")
+    ] = None,
+    cog: Annotated[bool | None, typer.Option("--cog/--no-cog", help="Cloud-Optimized GeoTIFF rasters (on).")] = None,
     vector: Annotated[
         str | None, typer.Option(help="Also write <name>_polygons: gpkg (GeoPackage), parquet or geojson.")
     ] = None,
@@ -138,26 +140,26 @@ def predict(
     min_area: Annotated[
         float | None, typer.Option(help="With --vector: merge regions under this area (m²) into a neighbour.")
     ] = None,
-    stac: Annotated[bool, typer.Option("--stac/--no-stac", help="A STAC Item per scene (<name>_item.json).")] = True,
+    stac: Annotated[bool | None, typer.Option("--stac/--no-stac", help="A STAC Item per scene (<name>_item.json; on).")] = None,
     bands: Annotated[
         str | None, typer.Option(help="STAC inputs: bands by asset key, name or common name, e.g. red,green,blue.")
     ] = None,
 ) -> None:
     """Predict whole scenes, streamed: class COG, colour and blend PNGs, class areas (JSON), QGIS
     styles, a STAC Item; optionally probabilities, confidence and polygons. Inputs may be local
-    STAC Items or catalogues."""
+    STAC Items or catalogues. Options not given are the checkpoint's `infer` section
+    (`rsseg.config.infer.InferConfig`: every option, its default and its rules)."""
     from rsseg.gis.stac_input import expand_inputs
-    from rsseg.infer import PredictOptions, ScenesFailed, predict_files
+    from rsseg.infer import ScenesFailed, predict_files
 
-    options = PredictOptions(mode=mode, window=window, keep=keep, fast_tile=fast_tile, batch_size=batch_size,
-                             blend=blend, tta=tta, probabilities=probabilities, skip_existing=skip_existing,
-                             low_memory=low_memory, overviews=overviews, precision=precision,
-                             confidence=confidence, disagreement=disagreement, cog=cog, vector=vector,
-                             simplify=simplify, min_area=min_area, stac=stac)
+    options = dict(mode=mode, window=window, keep=keep, fast_tile=fast_tile, batch_size=batch_size, blend=blend,
+                   tta=tta, probabilities=probabilities, skip_existing=skip_existing, low_memory=low_memory,
+                   overviews=overviews, precision=precision, confidence=confidence, disagreement=disagreement,
+                   cog=cog, vector=vector, simplify=simplify, min_area=min_area, stac=stac)
     wanted = [b.strip() for b in bands.split(",") if b.strip()] if bands else None
     inputs = expand_inputs(inputs, wanted, out)
-    results = predict_files(checkpoint, inputs, out, options=options, workers=workers, scheduler=scheduler,
-                            threads=threads, engine=engine, raise_on_error=False)
+    results = predict_files(checkpoint, inputs, out, workers=workers, scheduler=scheduler,
+                            threads=threads, engine=engine, raise_on_error=False, **options)
     for r in results:
         if r.ok:
             console.print(("(exists) " if r.skipped else "") + "  ".join(f"{k}: {v}" for k, v in r.items()))

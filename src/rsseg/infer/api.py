@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,9 +28,9 @@ def border_corrected_predict(
     mode: str = "reference",
     **options: object,
 ) -> np.ndarray:
-    """Raw (C_file, H, W) image -> (H, W) uint8 class indices (Border Correction in memory)."""
-    opts = PredictOptions(mode=mode, **options)  # type: ignore[arg-type]
-    opts.check(predictor)
+    """Raw (C_file, H, W) image -> (H, W) uint8 class indices (Border Correction in memory);
+    ``options`` override the predictor's ``defaults`` (``rsseg.config.infer.InferConfig``)."""
+    opts = PredictOptions.build(predictor, mode=mode, **options)
     return predict_array(predictor, image, options=opts, progress=progress)
 
 
@@ -44,9 +43,9 @@ def predict_file(
     options: PredictOptions | None = None,
     **overrides: object,
 ) -> dict[str, Path]:
-    """Predict one scene; returns its output paths (classes, color, blend, areas[, probabilities])."""
-    opts = dataclasses.replace(options or PredictOptions(), **overrides)
-    opts.check(predictor)
+    """Predict one scene; returns its output paths (classes, color, blend, areas[, probabilities]).
+    ``options`` (default: the predictor's ``defaults``) with ``overrides`` (``InferConfig`` fields)."""
+    opts = PredictOptions.build(predictor, options, **overrides)
     out_dir = ensure_writable_dir(Path(out_dir))
     result = predict_scene(predictor, check_input(input_path), out_dir, opts, progress)
     for w in result.warnings:
@@ -71,7 +70,7 @@ def count_scene_windows(path: Path, predictor: Predictor, options: PredictOption
     """Windows of one scene, from its header only (0 when it cannot be read: it will fail)."""
     try:
         with RasterSource(path) as src:
-            return options.grid(predictor, src.info.height, src.info.width).windows
+            return options.grid(src.info.height, src.info.width).windows
     except RsSegError:
         return 0
 
@@ -95,19 +94,19 @@ def predict_files(
     complete; then ``ScenesFailed`` is raised unless ``raise_on_error`` is False.
 
     ``model`` is a ``Predictor`` or a path loaded with ``engine`` (auto, torch, onnx); Dask
-    workers load a path once each.
+    workers load a path once each. ``options`` (default: the model's ``defaults``, its
+    checkpoint's ``infer`` section) with ``overrides`` (``InferConfig`` fields; None = not
+    given) make the run's ``PredictOptions``, built once here for every scene.
     ``threads``: torch (or onnxruntime) threads per process (default: all cores here, cores /
     workers on a LocalCluster). oneDNN rounds differently with different thread counts, so
     outputs are byte-identical between runs with the same ``threads``.
     """
     if workers < 0 or (threads is not None and threads < 1):
         raise RsSegError(f"workers must be >= 0 and threads >= 1, got {workers} and {threads}")
-    opts = dataclasses.replace(options or PredictOptions(), **overrides)
     inputs = _check_inputs(inputs)
     distributed = workers > 0 or scheduler is not None
     predictor = _local_predictor(model, distributed, engine, threads)
-    opts = opts.resolved(predictor)  # Dask workers get the mode this process checked
-    opts.check(predictor)
+    opts = PredictOptions.build(predictor, options, **overrides)  # Dask workers get these, checked here
     out_dir = ensure_writable_dir(Path(out_dir))
     totals = [count_scene_windows(p, predictor, opts) for p in inputs]
     with _progress_display(show_progress, sum(totals), len(inputs)) as report:

@@ -97,10 +97,10 @@ def ops_for(predictor: Predictor) -> NumpyOps | TorchOps:
     return NumpyOps() if predictor.numpy_native else TorchOps()
 
 
-def batch_size_for(predictor: Predictor, grid: Grid) -> int:
-    """Windows per forward pass: the predictor's batch, scaled to keep its pixel budget
-    (batch 8 of 256 px windows -> batch 1 of 1008 x 832 px fast windows)."""
-    budget = max(1, int(predictor.batch_size)) * predictor.window**2
+def batch_size_for(batch_size: int, window: int, grid: Grid) -> int:
+    """Windows of ``grid`` per forward pass: ``batch_size`` windows of ``window`` px, scaled to
+    keep that pixel budget (batch 8 of 256 px windows -> batch 1 of 1008 x 832 px fast windows)."""
+    budget = max(1, int(batch_size)) * window**2
     return max(1, budget // (grid.win_y * grid.win_x))
 
 
@@ -112,9 +112,11 @@ def check_bands(predictor: Predictor, count: int, name: str = "the image") -> No
 class WindowEngine:
     """Windows of a strip -> per-window class indices or probabilities of the kept centre."""
 
-    def __init__(self, predictor: Predictor, grid: Grid, *, tta: bool = False) -> None:
+    def __init__(self, predictor: Predictor, grid: Grid, *, batch_size: int, window: int,
+                 tta: bool = False) -> None:
+        """``batch_size`` windows of ``window`` px per forward pass (``PredictOptions``), as pixels."""
         self.predictor, self.grid, self.tta = predictor, grid, tta
-        self.batch = batch_size_for(predictor, grid)
+        self.batch = batch_size_for(batch_size, window, grid)
         self.ops = ops_for(predictor)
 
     def batches(self, strip: Strip) -> Iterator[tuple[list[int], Any]]:

@@ -84,7 +84,7 @@ def run_grid(
     ``emit``, gets their finished rows. Returns the check of the scene against an int8
     model's calibrated input range (None for other models)."""
     heads = option_heads(options, scaled) if heads is None else list(heads)
-    engine = WindowEngine(predictor, grid, tta=options.tta)
+    engine = WindowEngine(predictor, grid, batch_size=options.batch_size, window=options.window, tta=options.tta)
     stitcher = (Blender(engine, options.blend, heads) if options.blend
                 else HardStitcher(engine, probabilities=options.probabilities, scaled=scaled, heads=heads))
     reader = StripReader(source, grid)
@@ -161,7 +161,7 @@ def predict_scene(
     progress: Callable[[int], None] | None = None,
 ) -> SceneResult:
     """Predict one file into ``out_dir``; errors are ``RsSegError`` naming the file."""
-    options = (options or PredictOptions()).resolved(predictor)
+    options = options or PredictOptions.build(predictor)
     input_path = Path(input_path)
     paths = output_paths(Path(out_dir), input_path.stem, options)
     if options.skip_existing and all(p.exists() for p in paths.values()):
@@ -184,7 +184,7 @@ def _predict_source(predictor: Predictor, source: RasterSource, paths: dict[str,
     check_bands(predictor, info.count, str(source.path))
     if options.vector:  # the input's grid is the class map's: refuse before the model runs
         check_simplify(options.simplify, info.transform, source.path)
-    grid = options.grid(predictor, info.height, info.width)
+    grid = options.grid(info.height, info.width)
     result = SceneResult(source.path, paths, windows=grid.windows)
     if not info.georeferenced:
         result.warnings.append(
@@ -195,7 +195,7 @@ def _predict_source(predictor: Predictor, source: RasterSource, paths: dict[str,
     ensure_writable_dir(paths["classes"].parent)
     remove_leftovers(paths)
     preview, areas = Preview(info, options.preview_max), AreaCounter(info, predictor.classes.num_classes)
-    tags = options.tags(predictor)
+    tags = options.tags(predictor.precision)
     with contextlib.ExitStack() as stack:
         cls_out = stack.enter_context(_streamed(
             paths["classes"],
@@ -244,12 +244,12 @@ def predict_array(
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """In-memory (C, H, W) raw image -> (H, W) uint8 classes, by the same streaming code."""
-    options = (options or PredictOptions()).resolved(predictor)
+    options = options or PredictOptions.build(predictor)
     predictor = options.configure(predictor)
     source = ArraySource(image, nodata)
     check_bands(predictor, image.shape[0])
     _, h, w = image.shape
-    grid = options.grid(predictor, h, w)
+    grid = options.grid(h, w)
     out = np.empty((h, w), dtype=np.uint8)
 
     def emit(y0: int, y1: int, classes: np.ndarray, probs: np.ndarray | None, raw: np.ndarray) -> None:

@@ -29,6 +29,7 @@ from torch import nn
 from rsseg.errors import RsSegError
 from rsseg.trained.predictor import Predictor
 from rsseg.safe_load import load_weights_only
+from rsseg.infer.options import PredictOptions
 
 #: DINO ViTs of the seed -> timm architecture.
 DINO_ARCHS = {
@@ -411,7 +412,8 @@ def _make_encoder(info: dict[str, Any], predictor: Predictor, rgb_bands: list[in
 
 
 EMBEDDING_KINDS: dict[str, EmbeddingKind] = {
-    "backbone": EmbeddingKind(BackboneSpec, "l1", _make_backbone, lambda p: p.batch_size),
+    # the chips go through the model as `rsseg predict` windows do: its batch for this device
+    "backbone": EmbeddingKind(BackboneSpec, "l1", _make_backbone, lambda p: PredictOptions.build(p).batch_size),
     "vit": EmbeddingKind(ViTSpec, "l2", _make_vit, lambda p: 8),
     "encoder": EmbeddingKind(EncoderSpec, "l2", _make_encoder, lambda p: 8),
 }

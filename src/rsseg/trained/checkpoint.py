@@ -11,7 +11,7 @@ from rsseg.config import Config, load_config, override_config
 from rsseg.errors import RsSegError
 from rsseg.models import build_model
 from rsseg.trained.predictor import Predictor
-from rsseg.runtime import default_device, inference_batch_size, use_bf16, use_channels_last
+from rsseg.runtime import default_device, use_bf16, use_channels_last
 from rsseg.safe_load import read_lightning_checkpoint
 
 
@@ -67,11 +67,8 @@ def load_predictor(path: Path, *, device: torch.device | None = None, config: Co
         mean=list(hp["mean"]),
         std=list(hp["std"]),
         bands=[b - 1 for b in bands] if bands else None,
-        window=cfg.infer.window,
-        keep=cfg.infer.keep,
-        batch_size=inference_batch_size(cfg.infer.batch_size, device.type),
+        defaults=cfg.infer,
         precision="bf16" if bf16 else "32",
-        mode=cfg.infer.mode,
         channels_last=use_channels_last(cfg.train.channels_last, bf16, device.type),
         device=device,
         config=cfg,

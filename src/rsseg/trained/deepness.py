@@ -54,12 +54,13 @@ def tiles_overlap(window: int, keep: int) -> int:
 def deepness_metadata(predictor: Predictor, resolution_m: float | None) -> dict[str, str]:
     """``metadata_props`` entries (key -> JSON text) for ``predictor``'s model; ``resolution``
     only when the training imagery's metres per pixel are known."""
+    window = predictor.defaults.window
     meta = {
         "model_type": "Segmentor",
         "class_names": {str(i): name for i, name in enumerate(predictor.classes.names)},
-        "tile_size": int(predictor.window),  # the key the plugin's code reads
-        "tiles_size": int(predictor.window),  # the key the plugin's docs name
-        "tiles_overlap": tiles_overlap(predictor.window, predictor.keep),
+        "tile_size": int(window),  # the key the plugin's code reads
+        "tiles_size": int(window),  # the key the plugin's docs name
+        "tiles_overlap": tiles_overlap(window, predictor.defaults.keep),
         "standardization_mean": [float(m) / 255.0 for m in predictor.mean],
         "standardization_std": [float(s) / 255.0 for s in predictor.std],
         "seg_thresh": 0.0,  # 0: plain argmax, the class map rsseg makes

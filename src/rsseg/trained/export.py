@@ -27,8 +27,10 @@ import torch
 from torch import nn
 
 from rsseg import __version__
+from rsseg.config.infer import InferConfig
 from rsseg.errors import RsSegError
 from rsseg.io import atomic_path
+from rsseg.runtime import inference_batch_size
 from rsseg.models.encoders import model_stride
 from rsseg.trained.checkpoint import load_predictor, read_checkpoint
 from rsseg.trained.deepness import PROBABILITIES_NAME, ProbabilityHead, deepness_metadata
@@ -67,7 +69,7 @@ def _first_line(exc: BaseException) -> str:
 def build_metadata(predictor: Predictor, stride: int, opset: int, *, probabilities: bool = False) -> dict:
     """Everything ``load_onnx_predictor`` needs, as a JSON-able dict; ``probabilities``: the
     graph ends in ``softmax(logits / temperature)`` (``--deepness``), recorded as ``output_kind``."""
-    cfg = predictor.config
+    cfg, infer = predictor.config, predictor.defaults
     model_cfg = cfg.model.model_dump(mode="json") if cfg is not None else None
     temperature = float(getattr(predictor, "temperature", 1.0))
     kind = {"format": METADATA_FORMAT, "output_kind": "probabilities", "output": PROBABILITIES_NAME,
@@ -82,10 +84,11 @@ def build_metadata(predictor: Predictor, stride: int, opset: int, *, probabiliti
         "bands": [b + 1 for b in predictor.bands] if predictor.bands is not None else None,
         "mean": [float(v) for v in predictor.mean],
         "std": [float(v) for v in predictor.std],
-        "window": predictor.window,
-        "keep": predictor.keep,
-        "mode": predictor.mode,
-        "batch_size": predictor.batch_size,
+        "window": infer.window,  # window/keep/mode/batch_size: what rsseg before `infer` read
+        "keep": infer.keep,
+        "mode": infer.mode,
+        "batch_size": inference_batch_size(infer.batch_size, "cpu"),
+        "infer": infer.model_dump(mode="json"),  # every prediction default (rsseg.config.infer)
         "stride": stride,
         "in_channels": predictor.in_channels,
         "num_classes": predictor.classes.num_classes,
@@ -168,7 +171,7 @@ def export_predictor(predictor: Predictor, out: Path, *, opset: int | None = Non
         raise RsSegError(f"ONNX output path is a directory: {out}")
     model = predictor.model.to("cpu", torch.float32).to(memory_format=torch.contiguous_format).eval()
     stride = model_stride(model)
-    c, window = predictor.in_channels, predictor.window
+    c, window = predictor.in_channels, predictor.defaults.window
     sample = torch.randn(1, c, *trace_shape(stride, window), generator=torch.Generator().manual_seed(1))
     meta = build_metadata(predictor, stride, opset, probabilities=deepness)
     if deepness:
@@ -211,13 +214,14 @@ def export_onnx(checkpoint: Path, out: Path, *, opset: int | None = None, window
     predictor = load_predictor(checkpoint, device=torch.device("cpu"))
     predictor.precision, predictor.channels_last = "32", False
     if window is not None:
-        margin2 = predictor.window - predictor.keep
+        margin2 = predictor.defaults.window - predictor.defaults.keep
         if window <= margin2:
             raise RsSegError(
                 f"window {window} leaves nothing to keep with the checkpoint's margin "
                 f"({margin2 // 2} px each side): use a window larger than {margin2}"
             )
-        predictor.window, predictor.keep = window, window - margin2
+        infer = {**predictor.defaults.model_dump(), "window": window, "keep": window - margin2}
+        predictor.defaults = InferConfig.model_validate(infer)
     resolution_m = None
     if deepness:
         recorded = read_checkpoint(checkpoint)["hyper_parameters"].get("resolution_m")

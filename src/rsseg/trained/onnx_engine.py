@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from rsseg.classes import ClassTable
+from rsseg.config.infer import InferConfig
 from rsseg.errors import RsSegError
 from rsseg.trained.predictor import Predictor
 
@@ -205,16 +206,26 @@ def load_onnx_predictor(path: Path, device: Any = None, *, threads: int | None =
         mean=[float(v) for v in meta["mean"]],
         std=[float(v) for v in meta["std"]],
         bands=[int(b) - 1 for b in bands] if bands else None,  # stored 1-based, as in configs
-        window=int(meta["window"]),
-        keep=int(meta["keep"]),
-        batch_size=int(meta.get("batch_size", 8)),
+        defaults=_defaults(meta, path),
         precision="32",
-        mode=str(meta.get("mode", "reference")),  # files exported before infer.mode: reference
         channels_last=False,
         device="cpu",  # ORT takes and returns host arrays whatever its provider
         input_range=_input_range(meta, len(meta["mean"]), path),
         temperature=float(meta.get("temperature", 1.0)),  # ``rsseg calibrate``, carried by export
     )
+
+
+def _defaults(meta: dict, path: Path) -> InferConfig:
+    """The file's prediction defaults: the exported ``infer`` section (format 2 files), else
+    the window/keep/mode/batch keys every file has (``mode`` since infer.mode; before: reference).
+    An ONNX model runs in fp32, whatever the checkpoint's ``infer.precision`` said."""
+    saved = dict(meta.get("infer") or {})
+    saved.update(window=int(meta["window"]), keep=int(meta["keep"]), mode=str(meta.get("mode", "reference")),
+                 batch_size=int(meta.get("batch_size", 8)), precision="32")
+    try:
+        return InferConfig.model_validate(saved)
+    except ValueError as exc:
+        raise RsSegError(f"{path}: malformed prediction settings in its rsseg metadata: {exc}") from None
 
 
 def _input_range(meta: dict, bands: int, path: Path) -> tuple[list[float], list[float]] | None:

@@ -7,12 +7,13 @@ never pays the ~0.55 GB of resident memory that ``import torch`` costs with the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from rsseg.classes import ClassTable
+from rsseg.config.infer import InferConfig
 from rsseg.errors import RsSegError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -21,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @dataclass
 class Predictor:
-    """Model + class table + band selection + normalisation + inference settings.
+    """Model + class table + band selection + normalisation, and the checkpoint's defaults.
 
     ``mean``/``std`` are per selected band, in the raw pixel units of the input files
     (0-255 for 8-bit imagery), so the same numbers work for any data type.
@@ -38,12 +39,12 @@ class Predictor:
     mean: list[float]
     std: list[float]
     bands: list[int] | None = None
-    window: int = 256
-    keep: int = 224
-    batch_size: int = 8
-    precision: Literal["bf16", "32"] = "32"  # maps independent of the machine (rsseg.runtime)
-    #: the prediction mode used when none is asked for (``infer.mode``, ``rsseg.infer.windows``)
-    mode: str = "reference"
+    #: the checkpoint's ``infer`` section: where a run's ``PredictOptions`` start (its window,
+    #: keep, mode, batch...); the run's own tiling lives in those options, not here
+    defaults: InferConfig = field(default_factory=InferConfig)
+    #: arithmetic of ``logits`` (``defaults.precision`` resolved for the device at load;
+    #: ``PredictOptions.configure`` sets a run's): maps independent of the machine by default
+    precision: Literal["bf16", "32"] = "32"
     channels_last: bool = True
     device: Any = "cpu"
     #: the run's ``rsseg.config.Config`` when loaded from a checkpoint (data, model, infer...)

@@ -69,7 +69,7 @@ def sample_windows(predictor: Predictor, images: list[Path], count: int, seed: i
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 with rasterio.open(path) as ds:
                     predictor.check_bands(ds.count, path)
-                    s = min(predictor.window, ds.height, ds.width)
+                    s = min(predictor.defaults.window, ds.height, ds.width)
                     for _ in range(n):
                         r, c = rng.integers(0, ds.height - s + 1), rng.integers(0, ds.width - s + 1)
                         x = predictor.select_and_normalize(ds.read(window=Window(c, r, s, s)))
