@@ -162,10 +162,14 @@ def test_window_equals_keep():
     np.testing.assert_array_equal(border_corrected_predict(predictor, image), reference_stitch(predictor, image))
 
 
-@pytest.mark.parametrize("window,keep", [(256, 223), (200, 224), (256, 0)])
-def test_invalid_window_keep(window, keep):
-    with pytest.raises(RsSegError, match="window"):
-        border_corrected_predict(make_predictor(window=window, keep=keep), random_image(32, 32))
+@pytest.mark.parametrize("window,keep,message", [
+    (256, 223, "^--window 256 --keep 223: invalid border correction window 256 / keep 223: need"),
+    (200, 224, "^--window 200 --keep 224: invalid border correction window 200 / keep 224: need"),
+    (256, 0, "^--keep 0: Input should be greater than or equal to 8"),
+])
+def test_invalid_window_keep(window, keep, message):
+    with pytest.raises(RsSegError, match=message):
+        border_corrected_predict(make_predictor(), random_image(32, 32), window=window, keep=keep)
 
 
 def test_band_mismatch_is_clear():

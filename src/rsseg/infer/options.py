@@ -138,8 +138,8 @@ def _describe(exc: ValidationError, given: dict[str, Any]) -> str:
             msg = f"unknown {_NAMED[key]} '{err['input']}'; choose one of {choices}"
         if key:  # one field
             lines.append(f"{flag(key)}: {msg}" if key in given else f"infer.{key}: {msg}")
-        else:  # a rule between fields
-            named = " ".join(flag(k) for k in given)
+        else:  # a rule between fields: name the given options it is about
+            named = " ".join(flag(k) for k in given if k in msg)
             lines.append(f"{named}: {msg}" if named else msg)
     return "; ".join(lines)
 
