@@ -27,7 +27,6 @@ from rsseg.data.rasters import open_raster
 from rsseg.data.sources import get_source
 from rsseg.errors import RsSegError
 from rsseg.infer import PredictOptions, read_image
-from rsseg.infer.engine import check_bands
 from rsseg.infer.reader import ArraySource
 from rsseg.infer.stream import run_grid
 from rsseg.io import atomic_path, ensure_writable_dir
@@ -132,7 +131,7 @@ def _predict_rows(predictor, options: PredictOptions, grid, image: np.ndarray, m
     """Predict a scene as ``rsseg predict`` does with ``options``, counting its rows as they
     come: the confusion matrix and the reliability bins of the max probability (streamed)."""
     p = options.configure(predictor)
-    check_bands(p, image.shape[0])
+    p.check_bands(image.shape[0])
     k = predictor.classes.num_classes
 
     def count(y0, y1, classes, rows, raw) -> None:

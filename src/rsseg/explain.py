@@ -30,7 +30,6 @@ import rasterio
 
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.errors import RsSegError
-from rsseg.infer.engine import check_bands
 from rsseg.infer.heads import LayerHead
 from rsseg.infer.loading import load_model
 from rsseg.infer.options import PredictOptions
@@ -132,7 +131,7 @@ def explain_image(
     ensure_writable_dir(out_dir)
     try:
         with RasterSource(image) as source, rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(source)):
-            check_bands(predictor, source.info.count, str(image))
+            predictor.check_bands(source.info.count, str(image))
             col = _run(options.configure(predictor), source, options, layer, progress)
     except RsSegError as exc:
         msg = str(exc)

@@ -104,11 +104,6 @@ def batch_size_for(batch_size: int, window: int, grid: Grid) -> int:
     return max(1, budget // (grid.win_y * grid.win_x))
 
 
-def check_bands(predictor: Predictor, count: int, name: str = "the image") -> None:
-    """A clear error when the input's bands cannot feed the model (``Predictor.check_bands``)."""
-    predictor.check_bands(count, name)
-
-
 class WindowEngine:
     """Windows of a strip -> per-window class indices or probabilities of the kept centre."""
 

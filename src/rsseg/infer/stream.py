@@ -25,7 +25,7 @@ from rsseg.errors import RsSegError
 from rsseg.gis.areas import check_simplify
 from rsseg.infer.areas import AreaCounter
 from rsseg.infer.confidence import confidence_writer, style_paths, write_styles
-from rsseg.infer.engine import WindowEngine, check_bands
+from rsseg.infer.engine import WindowEngine
 from rsseg.infer.gis_outputs import finish_gis, gis_paths
 from rsseg.infer.heads import ConfidenceHead, DisagreementHead, WindowHead
 from rsseg.infer.input_range import InputRangeCheck, range_check
@@ -181,7 +181,7 @@ def predict_scene(
 def _predict_source(predictor: Predictor, source: RasterSource, paths: dict[str, Path],
                     options: PredictOptions, progress: Callable[[int], None] | None) -> SceneResult:
     info = source.info
-    check_bands(predictor, info.count, str(source.path))
+    predictor.check_bands(info.count, str(source.path))
     if options.vector:  # the input's grid is the class map's: refuse before the model runs
         check_simplify(options.simplify, info.transform, source.path)
     grid = options.grid(info.height, info.width)
@@ -247,7 +247,7 @@ def predict_array(
     options = options or PredictOptions.build(predictor)
     predictor = options.configure(predictor)
     source = ArraySource(image, nodata)
-    check_bands(predictor, image.shape[0])
+    predictor.check_bands(image.shape[0])
     _, h, w = image.shape
     grid = options.grid(h, w)
     out = np.empty((h, w), dtype=np.uint8)
