@@ -2,7 +2,7 @@
 
 Each tree (a folder holding ``src/rsseg``, or a git revision, checked out with ``git worktree``)
 runs in turn, through the CLI and with the same absolute paths: it trains the tiny test config
-(fixed seed, 1 thread), predicts the test scene in the reference, fast and naive modes,
+(fixed seed, 1 thread), predicts the test scene in the reference, fast, whole and naive modes,
 builds a retrieval index and explains the scene. Then every output file is compared byte by
 byte; JSON files also after dropping timing and date keys, checkpoints also by their tensors
 (a checkpoint pickles Lightning's state, whose bytes may differ with equal weights).
@@ -70,7 +70,7 @@ def run_tree(tree: Path, work: Path, rsseg: list[str], threads: int) -> None:
     cli("train", "tiny.yaml")
     ckpt = work / "runs" / "tiny" / "checkpoints" / "best.ckpt"
     scene = sorted((work / "data" / "test" / "images").glob("*.tif"))[0]
-    for mode in ("reference", "fast", "naive"):
+    for mode in ("reference", "fast", "whole", "naive"):
         cli("predict", str(ckpt), str(scene), "--out", f"pred-{mode}", "--mode", mode,
             "--threads", str(threads), "--probabilities")
     cli("index", "build", str(ckpt), str(scene), "--out", "index", "--tile", "64")
