@@ -154,7 +154,12 @@ def main() -> None:
             continue
         tree = checkout(spec, scratch)
         print(f"[{i + 1}] {spec}: {tree}", flush=True)
-        run_tree(tree, work, [args.rsseg], args.threads)
+        try:
+            run_tree(tree, work, [args.rsseg], args.threads)
+        finally:
+            if tree.parent == scratch:  # a worktree of ours: not left registered in the repository
+                subprocess.run(["git", "-C", str(tree), "worktree", "remove", "--force", str(tree)],
+                               capture_output=True)
         if out.exists():
             shutil.rmtree(out)
         work.rename(out)
