@@ -14,8 +14,7 @@ from pydantic import ConfigDict, Field, ValidationError
 
 from rsseg.config.infer import InferConfig
 from rsseg.errors import RsSegError
-from rsseg.gis.formats import suffix_of
-from rsseg.infer.windows import FAST_MULTIPLE, MODES, Grid, check_border, plan_grid
+from rsseg.infer.windows import FAST_MULTIPLE, Grid, check_border, plan_grid
 from rsseg.trained.predictor import Predictor
 
 #: Pixels per forward pass with ``low_memory``: 4 windows of 256 px, or one of 512 px. The demo
@@ -70,17 +69,14 @@ class PredictOptions(InferConfig):
         return options
 
     def check(self, predictor: Predictor) -> None:
-        """What the config cannot know: the model's engine, and names owned by registries."""
+        """What the config cannot know: the model's engine and device. (Names are InferConfig's
+        Literals, kept equal to the registries that own them by a test.)"""
         if self.precision == "bf16" and predictor.numpy_native:
             raise RsSegError("--precision bf16 needs a torch checkpoint: an ONNX model runs in fp32")
         if not predictor.numpy_native:  # bf16 asked for where it cannot run: before any work
             from rsseg.runtime import use_bf16  # lazy: imports torch: not for ONNX models
 
             use_bf16(self.precision, predictor.device.type, key="--precision")
-        if self.vector is not None:
-            suffix_of(self.vector)  # the formats' owner; InferConfig's list is kept equal by a test
-        if self.mode not in MODES:
-            raise RsSegError(f"unknown prediction mode '{self.mode}'; choose one of {', '.join(MODES)}")
 
     @property
     def margin(self) -> int:
