@@ -263,7 +263,7 @@ def test_count_based_weights_reach_the_loss():
     loss = build_loss(LossConfig(name="ce", class_weights="inverse"), 3, class_counts=counts)
     assert loss.weight.tolist() == pytest.approx(class_weights_from_counts(counts, "inverse").tolist())
     assert "weight" not in loss.state_dict()  # derived from config + counts, not checkpointed
-    loss = build_loss(SimpleNamespace(name="focal", terms=None, class_weights="median", gamma=2.0,
+    loss = build_loss(SimpleNamespace(name="focal", terms=None, class_weights="median", class_weight_power=1.0, gamma=2.0,
                                       alpha=None, label_smoothing=0.0, smooth=0.0), 3, counts)
     assert loss.weight.tolist() == pytest.approx([3.0, 1.0, 0.5])
 
@@ -373,3 +373,18 @@ def test_class_pixel_counts_bad_values_name_file(tmp_path):
     (tmp_path / "junk.tif").write_text("not a raster")
     with pytest.raises(RsSegError, match="junk.tif"):
         class_pixel_counts([tmp_path / "junk.tif"], num_classes=3)
+
+
+def test_class_weight_power_softens_median_weights():
+    counts = [900, 90, 10]
+    full = build_loss(LossConfig(name="ce", class_weights="median"), 3, counts).weight
+    root = build_loss(LossConfig(name="ce", class_weights="median", class_weight_power=0.5), 3, counts).weight
+    assert torch.allclose(root, full.sqrt())
+    assert root[2] < full[2] and root[0] > full[0]  # the rare class gains less, the common one loses less
+
+
+def test_class_weight_power_needs_computed_weights():
+    with pytest.raises(ValueError, match="class_weight_power"):
+        LossConfig(name="ce", class_weights=[1.0, 2.0], class_weight_power=0.5)
+    with pytest.raises(ValueError, match="class_weight_power"):
+        LossConfig(name="ce", class_weight_power=0.5)

@@ -228,7 +228,7 @@ def test_vit_embeddings_from_local_weights(tmp_path):
 
 
 def test_vit_weights_that_do_not_fit_name_the_keys(tmp_path):
-    from rsseg.retrieval.embeddings import ViTSpec, load_vit
+    from rsseg.retrieval.vit import ViTSpec, load_vit
 
     path = _tiny_vit(tmp_path, depth=1)
     with pytest.raises(RsSegError, match=r"does not fit.*missing keys blocks\.1\."):

@@ -29,6 +29,12 @@ class LossConfig(Section):
         None,
         description="Per-class ce/focal weights: a list, inverse (N/(2 N_c), seed 000), median (median freq.), null = none.",
     )
+    class_weight_power: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="Exponent on inverse/median weights: w_c ** p; 0.5 = square-root weights, softer on rare classes.",
+    )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Cross-entropy label smoothing.")
     gamma: float = Field(2.0, ge=0.0, description="Focal exponent: (1 - p_t)^gamma down-weights easy pixels.")
     alpha: float | None = Field(
@@ -43,6 +49,8 @@ class LossConfig(Section):
         names = {t.name for t in self.terms} if self.terms is not None else {self.name}
         if self.class_weights is not None and not names & {"ce", "focal"}:
             raise ValueError("`class_weights` apply to ce and focal only, and no such loss is used")
+        if self.class_weight_power != 1.0 and not isinstance(self.class_weights, str):
+            raise ValueError("`class_weight_power` applies to class_weights: inverse | median only")
         weights = self.class_weights
         if isinstance(weights, list) and (min(weights, default=0.0) < 0 or sum(weights) <= 0):
             raise ValueError("`class_weights` must be >= 0 with at least one positive")

@@ -15,7 +15,7 @@ _EXPORTS = {
     "EncoderSpec": "rsseg.retrieval.embeddings",
     "RetrievalIndex": "rsseg.retrieval.index",
     "Searcher": "rsseg.retrieval.query",
-    "ViTSpec": "rsseg.retrieval.embeddings",
+    "ViTSpec": "rsseg.retrieval.vit",
     "build_index": "rsseg.retrieval.build",
     "compare_methods": "rsseg.retrieval.evaluate",
     "format_comparison": "rsseg.retrieval.evaluate",

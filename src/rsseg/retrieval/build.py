@@ -12,20 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import rasterio
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.transform import Affine
-from rasterio.windows import Window, bounds
 
-from rsseg.classes import IGNORE_INDEX, ClassTable
+from rsseg.classes import ClassTable
 from rsseg.errors import RsSegError
-from rsseg.infer import border_corrected_predict, read_image
-from rsseg.io import raster_writer
+from rsseg.infer import read_image
 from rsseg.retrieval.embeddings import (
     EMBEDDING_KINDS,
     BackboneSpec,
@@ -40,146 +35,19 @@ from rsseg.retrieval.index import (
     RetrievalIndex,
     atomic_dir,
     check_index_dest,
-    tile_id,
     write_index,
+)
+from rsseg.retrieval.scenes import (
+    band_count,
+    check_inputs,
+    cut_chips,
+    effective_classes,
+    predict_scene,
+    read_mask,
+    write_mask,
 )
 from rsseg.retrieval.signatures import QUANTUM, SignatureSpace
 from rsseg.retrieval.staging import SceneResult, Staging, file_stamp
-
-
-def effective_classes(predictor) -> ClassTable:
-    """The checkpoint's class table with the run's ``ignore_classes`` applied (as evaluate)."""
-    cfg = getattr(predictor, "config", None)
-    table = predictor.classes
-    ignore = set(table.ignore)
-    for item in list(cfg.data.ignore_classes) if cfg is not None else []:
-        if isinstance(item, int) and 0 <= item < table.num_classes:
-            ignore.add(item)
-        elif item in table.names:
-            ignore.add(table.names.index(item))
-        else:
-            raise RsSegError(f"ignore_classes: unknown class '{item}'; classes: {', '.join(table.names)}")
-    return dataclasses.replace(table, ignore=tuple(sorted(ignore)))
-
-
-def scene_ids(paths: list[Path]) -> list[str]:
-    """File stems; stems shared by several scenes get their parent folders, joined by '-'
-    (``train/images/a.tif`` -> ``train-images-a``), as few as needed to tell them apart."""
-    resolved = [p.resolve() for p in paths]
-    if len(set(resolved)) != len(resolved):
-        raise RsSegError("a scene is given twice")
-    ids = [p.stem for p in resolved]
-    depth = [0] * len(ids)
-    for _ in range(max(len(p.parts) for p in resolved)):
-        clash = [i for i in range(len(ids)) if ids.count(ids[i]) > 1]
-        if not clash:
-            return ids
-        for i in clash:
-            depth[i] += 1
-            parents = resolved[i].parent.parts[1:]
-            ids[i] = "-".join([*parents[max(0, len(parents) - depth[i]) :], resolved[i].stem])
-    raise RsSegError(f"cannot give scenes distinct names: {', '.join(map(str, paths))}")
-
-
-def _check_inputs(scenes: list[Path], masks: list[Path] | None) -> list[str]:
-    if not scenes:
-        raise RsSegError("no scenes given to index")
-    for p in scenes:
-        if not p.is_file():
-            raise RsSegError(f"scene not found: {p}")
-    if masks is not None:
-        if len(masks) != len(scenes):
-            raise RsSegError(f"{len(masks)} masks for {len(scenes)} scenes; give one mask per scene")
-        for m in masks:
-            if not m.is_file():
-                raise RsSegError(f"mask not found: {m}")
-    return scene_ids(scenes)
-
-
-def _read_mask(path: Path, shape: tuple[int, int], classes: ClassTable) -> np.ndarray:
-    mask = read_image(path)[0][0]
-    if mask.shape != shape:
-        raise RsSegError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]}, its scene {shape[1]}x{shape[0]}")
-    bad = (mask >= classes.num_classes) & (mask != IGNORE_INDEX)
-    if bad.any():
-        raise RsSegError(f"{path}: mask values {sorted(np.unique(mask[bad]).tolist())[:10]} are not classes")
-    return mask.astype(np.uint8)
-
-
-def _write_mask(mask: np.ndarray, profile: dict, path: Path) -> None:
-    meta = {
-        "driver": "GTiff", "width": mask.shape[1], "height": mask.shape[0], "count": 1,
-        "dtype": "uint8", "nodata": IGNORE_INDEX, "compress": "deflate",
-        "transform": profile.get("transform") or Affine.identity(),
-    }
-    if profile.get("crs") is not None:
-        meta["crs"] = profile["crs"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with raster_writer(path, **meta) as dst:  # path: a staging temporary (atomic_path)
-            dst.write(mask, 1)
-
-
-def _valid(image: np.ndarray, nodata: float | None) -> np.ndarray:
-    """(H, W) bool: False where every band is nodata (those pixels get no class)."""
-    if nodata is None:
-        return np.ones(image.shape[1:], dtype=bool)
-    if isinstance(nodata, float) and np.isnan(nodata):
-        return ~np.all(np.isnan(image), axis=0)
-    return ~np.all(image == nodata, axis=0)
-
-
-def _batches(n: int, size: int) -> Iterable[slice]:
-    for lo in range(0, n, size):
-        yield slice(lo, min(n, lo + size))
-
-
-def _chips(
-    sid: str, image: np.ndarray, mask: np.ndarray, transform: Affine, tile: int, stride: int,
-    space: SignatureSpace, min_mass: float, embedders: list,
-) -> tuple[list[dict], np.ndarray, dict[str, np.ndarray]]:
-    """One scene -> tile records, histograms (kept chips) and embeddings per method."""
-    h, w = mask.shape
-    origins = [(y, x) for y in range(0, h - tile + 1, stride) for x in range(0, w - tile + 1, stride)]
-    if not origins:
-        return [], np.zeros((0, space.dim)), {}
-    hist, mass = space.signatures(np.stack([mask[y : y + tile, x : x + tile] for y, x in origins]))
-    keep = [j for j in range(len(origins)) if mass[j] > 0 and mass[j] >= min_mass]
-    tiles = []
-    for j in keep:
-        y, x = origins[j]
-        tiles.append({
-            "id": tile_id(sid, y, x), "scene": sid, "x": x, "y": y, "width": tile, "height": tile,
-            "bounds": [float(v) for v in bounds(Window(x, y, tile, tile), transform)],
-            "mass": float(mass[j]),
-        })
-    vectors: dict[str, np.ndarray] = {}
-    kept = [origins[j] for j in keep]
-    for name, embed, batch in embedders:
-        parts = [
-            embed(np.stack([image[:, y : y + tile, x : x + tile] for y, x in kept[sl]]))
-            for sl in _batches(len(kept), max(1, batch))
-        ]
-        if parts:
-            vectors[name] = np.concatenate(parts)
-    return tiles, hist[keep], vectors
-
-
-def band_count(path: Path) -> int:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
-                return src.count
-    except RasterioIOError as exc:
-        raise RsSegError(f"{path} is not a readable image: {exc}") from None
-
-
-def predict_scene(predictor, image: np.ndarray, nodata: float | None) -> np.ndarray:
-    """Raw (C, H, W) image -> (H, W) uint8 classes (Border Correction); nodata pixels 255."""
-    mask = border_corrected_predict(predictor, image)
-    mask[~_valid(image, nodata)] = IGNORE_INDEX
-    return mask
 
 
 @dataclasses.dataclass
@@ -203,7 +71,7 @@ def _index_scene(job: _Job, key: str, sid: str, path: Path, mask_path: Path | No
     if mask_path is None:
         mask = predict_scene(job.predictor, image, profile.get("nodata"))
     else:
-        mask = _read_mask(mask_path, (h, w), job.classes)
+        mask = read_mask(mask_path, (h, w), job.classes)
     transform = profile.get("transform") or Affine.identity()
     crs = profile.get("crs")
     meta = {
@@ -211,11 +79,11 @@ def _index_scene(job: _Job, key: str, sid: str, path: Path, mask_path: Path | No
         "height": h, "crs": crs.to_string() if crs is not None else None,
         "transform": list(transform)[:6],
     }
-    tiles, hist, vectors = _chips(
+    tiles, hist, vectors = cut_chips(
         sid, image, mask, transform, job.tile, job.stride, job.space, job.min_mass, job.embedders
     )
     result = SceneResult(key, meta, tiles, hist, vectors)
-    job.staging.save(result, lambda dst: _write_mask(mask, profile, dst))
+    job.staging.save(result, lambda dst: write_mask(mask, profile, dst))
     return result
 
 
@@ -358,7 +226,7 @@ def build_index(
     out = check_index_dest(Path(out))
     scene_paths = [Path(p) for p in scenes]
     mask_paths = [Path(m) for m in masks] if masks is not None else None
-    ids = _check_inputs(scene_paths, mask_paths)
+    ids = check_inputs(scene_paths, mask_paths)
     specs: list[EmbeddingSpec] = []
     for parsed in map(parse_embedding, embeddings):
         if parsed not in specs:  # a repeat is stored once

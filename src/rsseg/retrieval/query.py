@@ -100,7 +100,7 @@ class Searcher:
     def predictor(self):
         # lazy: torch, only when a query needs the model
         from rsseg.trained.checkpoint import load_predictor
-        from rsseg.retrieval.build import effective_classes
+        from rsseg.retrieval.scenes import effective_classes
 
         if not self.checkpoint.is_file():
             raise RsSegError(
@@ -148,7 +148,7 @@ class Searcher:
             raise RsSegError(f"query image not found: {path} (nor is it a tile id of {self.index.path})")
         # lazy: rasterio and torch, only for an image query
         from rsseg.infer import read_image
-        from rsseg.retrieval.build import band_count, predict_scene
+        from rsseg.retrieval.scenes import band_count, predict_scene
 
         self.predictor.check_bands(band_count(path), path)
         image, profile = read_image(path)

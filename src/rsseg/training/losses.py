@@ -25,7 +25,9 @@ from rsseg.errors import RsSegError
 LossBuilder = Callable[[Any, "torch.Tensor | None"], nn.Module]
 
 
-def class_weights_from_counts(counts: Sequence[int] | np.ndarray, mode: str) -> torch.Tensor:
+def class_weights_from_counts(
+    counts: Sequence[int] | np.ndarray, mode: str, power: float = 1.0
+) -> torch.Tensor:
     """Per-class weights from training pixel counts ``N_c``; classes with ``N_c = 0`` get 0.
 
     Only classes with ``N_c > 0`` count (zero the counts of ignored classes first). With
@@ -38,12 +40,15 @@ def class_weights_from_counts(counts: Sequence[int] | np.ndarray, mode: str) -> 
       ``w_c = median(f) / f_c`` with ``f_c = N_c / N`` over the counted classes (frequencies
       over all training pixels, not only over images containing ``c``; an even number of
       classes takes the mean of the two middle frequencies).
+
+    ``power`` raises every weight to ``p`` (``loss.class_weight_power``): 0.5 gives square-root
+    weights, which still lift rare classes but trade less of the common ones for them.
     """
-    return torch.tensor(class_weights(counts, mode), dtype=torch.float32)
+    return torch.tensor(class_weights(counts, mode) ** power, dtype=torch.float32)
 
 
 def _resolve_class_weights(
-    spec: Any, num_classes: int, class_counts: Sequence[int] | np.ndarray | None
+    spec: Any, num_classes: int, class_counts: Sequence[int] | np.ndarray | None, power: float = 1.0
 ) -> torch.Tensor | None:
     if spec is None:
         return None
@@ -54,7 +59,7 @@ def _resolve_class_weights(
             )
         if len(class_counts) != num_classes:
             raise RsSegError(f"got {len(class_counts)} class pixel counts for {num_classes} classes")
-        return class_weights_from_counts(class_counts, spec)
+        return class_weights_from_counts(class_counts, spec, power)
     if len(spec) != num_classes:
         raise RsSegError(f"loss.class_weights has {len(spec)} values for {num_classes} classes")
     return torch.tensor(list(spec), dtype=torch.float32)
@@ -197,7 +202,9 @@ def build_loss(
     ``class_counts`` (training pixels per class, e.g. ``rsseg.data.priors.class_pixel_counts``)
     is needed only for ``class_weights: inverse | median``.
     """
-    weight = _resolve_class_weights(cfg.class_weights, num_classes, class_counts)
+    weight = _resolve_class_weights(
+        cfg.class_weights, num_classes, class_counts, cfg.class_weight_power
+    )
     terms = [(t.name, t.weight) for t in cfg.terms] if cfg.terms else [(cfg.name, 1.0)]
     built = []
     for name, factor in terms:
