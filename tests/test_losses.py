@@ -388,3 +388,45 @@ def test_class_weight_power_needs_computed_weights():
         LossConfig(name="ce", class_weights=[1.0, 2.0], class_weight_power=0.5)
     with pytest.raises(ValueError, match="class_weight_power"):
         LossConfig(name="ce", class_weight_power=0.5)
+
+
+def test_class_weight_fade_moves_the_weights_from_full_to_one_and_keeps_absent_classes_at_zero():
+    from rsseg.training.losses import class_weight_fade
+
+    counts = [900, 90, 0, 10]
+    cfg = LossConfig(name="ce", class_weights="median", class_weight_final_power=0.0)
+    loss = build_loss(cfg, 4, counts)
+    full = loss.weight.clone()
+    fade = class_weight_fade(cfg, loss, counts)
+    assert fade.update(0.0) == 1.0 and torch.allclose(loss.weight, full)
+    assert fade.update(0.5) == pytest.approx(0.5)
+    assert torch.allclose(loss.weight, full.sqrt())
+    fade.update(2.0)  # past the end: clipped to the final power
+    assert loss.weight.tolist() == [1.0, 1.0, 0.0, 1.0]
+
+
+def test_class_weight_fade_reaches_every_weighted_term_and_starts_from_the_power():
+    from rsseg.training.losses import class_weight_fade
+
+    counts = [900, 90, 10]
+    cfg = LossConfig(terms=[{"name": "focal"}, {"name": "dice"}], class_weights="median",
+                     class_weight_power=0.5, class_weight_final_power=0.25)
+    loss = build_loss(cfg, 3, counts)
+    focal = next(m for m in loss.modules() if m.__class__.__name__ == "FocalLoss")
+    start = focal.weight.clone()
+    fade = class_weight_fade(cfg, loss, counts)
+    assert fade.update(1.0) == pytest.approx(0.25)
+    assert torch.allclose(focal.weight, start.sqrt())  # (w ** 0.5) ** 0.5
+
+
+def test_class_weight_fade_is_off_by_default_and_needs_computed_weights():
+    from rsseg.training.losses import class_weight_fade
+
+    cfg = LossConfig(name="ce", class_weights="median")
+    assert class_weight_fade(cfg, build_loss(cfg, 3, [1, 2, 3]), [1, 2, 3]) is None
+    with pytest.raises(ValueError, match="class_weight_final_power"):
+        LossConfig(name="ce", class_weights=[1.0, 2.0], class_weight_final_power=0.0)
+    with pytest.raises(ValueError, match="class_weight_final_power"):
+        LossConfig(name="ce", class_weight_final_power=0.0)
+    with pytest.raises(ValueError, match="class_weight_final_power"):
+        LossConfig(name="ce", class_weights="median", class_weight_final_power=1.5)

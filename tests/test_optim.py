@@ -164,3 +164,36 @@ def test_time_schedule_trains_end_to_end_and_logs_a_falling_lr(tiny_config_path)
     rows = list(csv.DictReader((result.run_dir / "logs" / "metrics.csv").open()))
     lrs = [float(r["lr"]) for r in rows if r.get("lr")]
     assert lrs and all(0 < lr < cfg.optim.lr for lr in lrs[1:])
+
+
+def test_run_progress_follows_the_lr_schedule_measure(monkeypatch) -> None:
+    import lightning.pytorch.callbacks as cbs
+
+    from rsseg.training.optim import run_progress
+
+    monkeypatch.setattr(cbs, "Timer", _FakeTimer)
+    timed = load_config(None, ["train.max_minutes=1", "optim.interval=time"]).optim
+    timer = _FakeTimer(60.0)
+    timer.elapsed = 15.0
+    assert run_progress(timed, type("T", (), {"callbacks": [timer]})()) == pytest.approx(0.25)
+    timer.elapsed = 120.0
+    assert run_progress(timed, type("T", (), {"callbacks": [timer]})()) == 1.0
+    stepped = load_config(None, ["optim.interval=step"]).optim
+    trainer = type("T", (), {"global_step": 30, "estimated_stepping_batches": 120})()
+    assert run_progress(stepped, trainer) == pytest.approx(0.25)
+
+
+def test_class_weight_fade_trains_end_to_end_and_logs_a_falling_power(tiny_config_path) -> None:
+    """The fade runs inside training: the logged class-weight power starts at 1 and falls."""
+    import csv
+
+    from rsseg.training.train import train
+
+    cfg = load_config(tiny_config_path, ["train.epochs=2", "optim.interval=step", "output.name=faded",
+                                         "loss.class_weights=median", "loss.class_weight_final_power=0",
+                                         "train.log_every_n_steps=1"])
+    result = train(cfg, config_name="faded", progress=False)
+    rows = list(csv.DictReader((result.run_dir / "logs" / "metrics.csv").open()))
+    powers = [float(r["class_weight_power"]) for r in rows if r.get("class_weight_power")]
+    assert powers[0] == pytest.approx(1.0) and powers[-1] < powers[0]
+    assert powers == sorted(powers, reverse=True)

@@ -35,6 +35,14 @@ class LossConfig(Section):
         le=1.0,
         description="Exponent on inverse/median weights: w_c ** p; 0.5 = square-root weights, softer on rare classes.",
     )
+    class_weight_final_power: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Exponent at the end of the run, reached linearly from class_weight_power as the LR "
+        "schedule progresses (0 = weights faded to 1: rare classes learned early, common ones regain "
+        "accuracy late); null = class_weight_power throughout.",
+    )
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Cross-entropy label smoothing.")
     gamma: float = Field(2.0, ge=0.0, description="Focal exponent: (1 - p_t)^gamma down-weights easy pixels.")
     alpha: float | None = Field(
@@ -51,6 +59,8 @@ class LossConfig(Section):
             raise ValueError("`class_weights` apply to ce and focal only, and no such loss is used")
         if self.class_weight_power != 1.0 and not isinstance(self.class_weights, str):
             raise ValueError("`class_weight_power` applies to class_weights: inverse | median only")
+        if self.class_weight_final_power is not None and not isinstance(self.class_weights, str):
+            raise ValueError("`class_weight_final_power` applies to class_weights: inverse | median only")
         weights = self.class_weights
         if isinstance(weights, list) and (min(weights, default=0.0) < 0 or sum(weights) <= 0):
             raise ValueError("`class_weights` must be >= 0 with at least one positive")

@@ -194,6 +194,44 @@ LOSSES: dict[str, LossBuilder] = {
 }
 
 
+class ClassWeightFade:
+    """Moves the class weights of a built loss from ``w ** start`` to ``w ** end`` as the run
+    progresses (``loss.class_weight_final_power``).
+
+    Why: computed weights make a rare class learned early in a short run, but a long run
+    learns it anyway, and constant weights then keep trading the common classes' accuracy
+    for it; fading them gives the early lift and the late calibration. Classes weighted 0
+    (absent from training) stay 0 at every power.
+    """
+
+    def __init__(self, loss: nn.Module, raw: torch.Tensor, start: float, end: float) -> None:
+        self.raw, self.start, self.end = raw, start, end
+        self.targets = [m for m in loss.modules()
+                        if isinstance(m, (CrossEntropy, FocalLoss)) and m.weight is not None]
+
+    def power(self, progress: float) -> float:
+        p = min(max(progress, 0.0), 1.0)
+        return self.start + (self.end - self.start) * p
+
+    def update(self, progress: float) -> float:
+        """Set the weights for ``progress`` in [0, 1]; returns the power used."""
+        power = self.power(progress)
+        weight = torch.where(self.raw > 0, self.raw ** power, torch.zeros_like(self.raw))
+        for module in self.targets:
+            module.weight.copy_(weight)
+        return power
+
+
+def class_weight_fade(
+    cfg: Any, loss: nn.Module, class_counts: Sequence[int] | np.ndarray | None
+) -> ClassWeightFade | None:
+    """The fade of ``loss``'s computed weights that ``cfg`` (a ``LossConfig``) asks for, or None."""
+    if getattr(cfg, "class_weight_final_power", None) is None or not isinstance(cfg.class_weights, str):
+        return None
+    raw = _resolve_class_weights(cfg.class_weights, len(class_counts), class_counts)
+    return ClassWeightFade(loss, raw, cfg.class_weight_power, cfg.class_weight_final_power)
+
+
 def build_loss(
     cfg: Any, num_classes: int, class_counts: Sequence[int] | np.ndarray | None = None
 ) -> nn.Module:

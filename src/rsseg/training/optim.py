@@ -62,6 +62,23 @@ def _total(cfg: Any, trainer: Any) -> int:
     return max(1, int(trainer.max_epochs or 1))
 
 
+def run_progress(cfg: Any, trainer: Any) -> float:
+    """The share of the run done, in [0, 1], measured as ``cfg`` (an ``OptimConfig``) measures it
+    for its LR schedule: wall-clock budget spent (``interval: time``), steps or epochs done.
+
+    Why one owner: whatever else follows the run's course (the class-weight fade) must end
+    exactly when the LR schedule does.
+    """
+    if cfg.interval == "time":
+        timer = _budget_timer(trainer)
+        done = timer.time_elapsed("train") / timer._duration
+    elif cfg.interval == "step":
+        done = trainer.global_step / _total(cfg, trainer)
+    else:
+        done = trainer.current_epoch / _total(cfg, trainer)
+    return min(max(done, 0.0), 1.0)
+
+
 def _progress(cfg: Any, opt: torch.optim.Optimizer, trainer: Any) -> dict:
     """poly/cosine/constant/wsd as ``lr_factor`` of the run's progress: steps or epochs done
     out of the total, or with ``interval: time`` the share of the wall-clock budget spent.

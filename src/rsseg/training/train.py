@@ -33,10 +33,10 @@ from rsseg.distributed import (
 from rsseg.errors import RsSegError
 from rsseg.gis.areas import ground_resolution
 from rsseg.io import atomic_write_text
-from rsseg.training.losses import build_loss
+from rsseg.training.losses import build_loss, class_weight_fade
 from rsseg.metrics import ConfusionMatrix, compute_metrics
 from rsseg.models import build_model
-from rsseg.training.optim import build_optimizer
+from rsseg.training.optim import build_optimizer, run_progress
 from rsseg.training.base import RunTask, fitting, run_trainer, save_last, start_run
 from rsseg.training.rundir import merge_csv_log, new_run_dir, preserve_csv_log, resume_point
 from rsseg.report import record_timing, try_write_report
@@ -70,6 +70,7 @@ class SegmentationTask(RunTask):
         self.classes = ClassTable.from_dict(classes)
         self.model = build_model(self.cfg.model, len(mean), self.classes.num_classes)
         self.loss_fn = build_loss(self.cfg.loss, self.classes.num_classes, class_counts)
+        self.weight_fade = class_weight_fade(self.cfg.loss, self.loss_fn, class_counts)
         self.val_confusion = ConfusionMatrix(self.classes.num_classes)
         self.use_memory_format(self.model, channels_last)
 
@@ -81,6 +82,9 @@ class SegmentationTask(RunTask):
         if (masks == IGNORE_INDEX).all():
             # nothing to learn from; CE would return NaN on an all-ignored batch
             return None  # type: ignore[return-value]
+        if self.weight_fade is not None:
+            power = self.weight_fade.update(run_progress(self.cfg.optim, self.trainer))
+            self.log("class_weight_power", power, on_step=True, on_epoch=False)
         loss = self.loss_fn(self(images).float(), masks)
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(images))
         self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False)
