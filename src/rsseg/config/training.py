@@ -60,7 +60,8 @@ class LossConfig(Section):
         if self.class_weight_power != 1.0 and not isinstance(self.class_weights, str):
             raise ValueError("`class_weight_power` applies to class_weights: inverse | median only")
         if self.class_weight_final_power is not None and not isinstance(self.class_weights, str):
-            raise ValueError("`class_weight_final_power` applies to class_weights: inverse | median only")
+            raise ValueError("`class_weight_final_power` applies to class_weights: inverse | median only "
+                             "(set loss.class_weight_final_power=null with other weights)")
         weights = self.class_weights
         if isinstance(weights, list) and (min(weights, default=0.0) < 0 or sum(weights) <= 0):
             raise ValueError("`class_weights` must be >= 0 with at least one positive")
