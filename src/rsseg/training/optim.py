@@ -113,10 +113,10 @@ def _over_budget(cfg: Any, opt: torch.optim.Optimizer, trainer: Any) -> dict:
     when the budget ends (Lightning's Timer, which survives a resume). The price: runs depend on
     wall-clock speed and are not bit-reproducible.
     """
-    timer = _budget_timer(trainer)
+    _budget_timer(trainer)  # refuse a missing budget now, not at the first step
 
     def factor(_: int) -> float:
-        return lr_factor(cfg, timer.time_elapsed("train") / timer._duration)
+        return lr_factor(cfg, run_progress(cfg, trainer))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     return {"scheduler": sched, "interval": "step"}
