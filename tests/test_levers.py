@@ -200,3 +200,85 @@ def test_ema_resume_goes_on_from_the_raw_weights(tiny_config_path, tmp_path) -> 
     a, b = read_checkpoint(whole.last_checkpoint), read_checkpoint(resumed.last_checkpoint)
     for key in ("state_dict", "current_model_state"):
         assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
+
+
+def test_onecycle_rises_from_a_25th_then_anneals_to_zero() -> None:
+    cfg = _cfg("onecycle")
+    for progress, want in [(0.0, 0.04), (0.15, 0.52), (0.3, 1.0), (0.65, 0.5), (1.0, 0.0)]:
+        assert lr_factor(cfg, progress) == pytest.approx(want), progress
+    lrs = _lrs(_cfg("onecycle", lr=1.0), 101)
+    assert lrs.index(max(lrs)) == 30 and lrs[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_onecycle_refuses_a_second_warmup() -> None:
+    with pytest.raises(RsSegError, match="onecycle has its own warm-up"):
+        load_config(None, ["optim.scheduler=onecycle", "optim.warmup=0.1"])
+
+
+def test_ema_and_swa_together_are_refused() -> None:
+    with pytest.raises(RsSegError, match="train.ema and train.swa"):
+        load_config(None, ["train.ema=0.99", "train.swa=0.25"])
+
+
+def test_swa_is_the_equal_average_of_the_final_share_of_steps() -> None:
+    """Exact: with 10 optimiser steps and swa=0.5 (step clock), the model after training is the
+    mean of the weights after steps 5..10; until the window opens validation sees the weights."""
+    import lightning as L
+    from lightning.pytorch.callbacks import Callback
+
+    from rsseg.training.callbacks import SWA
+
+    class Task(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Linear(3, 1)
+
+        def training_step(self, batch, _):
+            x, y = batch
+            return torch.nn.functional.mse_loss(self.net(x), y)
+
+        def validation_step(self, batch, _):
+            seen.append((self.trainer.global_step, self.net.weight.detach().clone()))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    class Record(Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+            weights.append(pl_module.net.weight.detach().clone())
+
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(20, 3), torch.randn(20, 1))
+    loader = torch.utils.data.DataLoader(data, batch_size=2)
+    weights, seen = [], []
+    swa = SWA(0.5, load_config(None, ["optim.interval=step"]).optim)
+    trainer = L.Trainer(max_epochs=1, callbacks=[Record(), swa], logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, val_check_interval=3,
+                        num_sanity_val_steps=0, limit_val_batches=1, accelerator="cpu")
+    task = Task()
+    trainer.fit(task, loader, loader)
+    assert len(weights) == 10 and swa.averaged == 6
+    assert torch.allclose(task.net.weight, torch.stack(weights[4:]).mean(0), atol=1e-6)
+    by_step = dict(seen)
+    assert torch.equal(by_step[3], weights[2])  # step 3: before the window, the weights themselves
+    assert torch.allclose(by_step[6], torch.stack(weights[4:6]).mean(0), atol=1e-6)  # steps 5-6 averaged
+
+
+def test_swa_run_checkpoints_hold_the_average(tiny_config_path, tmp_path) -> None:
+    cfg = load_config(tiny_config_path, [f"output.dir={tmp_path}", "output.name=swa", "train.swa=0.5",
+                                         "train.epochs=2", "optim.lr=0.01", "optim.interval=step"])
+    result = train(cfg, config_name="swa", progress=False)
+    ckpt = read_checkpoint(result.last_checkpoint)
+    average, raw = ckpt["state_dict"], ckpt["current_model_state"]
+    assert any(not torch.equal(average[k], raw[k]) for k in average if average[k].is_floating_point())
+    averaged = ckpt["callbacks"][next(k for k in ckpt["callbacks"] if k.startswith("SWA"))]["averaged"]
+    assert 0 < averaged < ckpt["global_step"]
+
+
+def test_gradient_accumulation_takes_one_step_per_n_batches(tiny_config_path, tmp_path) -> None:
+    steps = {}
+    for n in (1, 2):
+        cfg = load_config(tiny_config_path, [f"output.dir={tmp_path}", f"output.name=acc{n}", "train.epochs=2",
+                                             f"train.accumulate_grad_batches={n}"])
+        steps[n] = read_checkpoint(train(cfg, config_name=f"acc{n}", progress=False).last_checkpoint)["global_step"]
+    assert steps[1] == 2 * steps[2] and steps[2] >= 2

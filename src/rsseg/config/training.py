@@ -90,10 +90,11 @@ class OptimConfig(Section):
     lr: float = Field(0.003, gt=0, description="Initial learning rate.")
     momentum: float = Field(0.9, ge=0, description="SGD momentum.")
     weight_decay: float = Field(1e-5, ge=0, description="Weight decay.")
-    scheduler: Literal["poly", "cosine", "constant", "wsd", "step", "none"] = Field(
+    scheduler: Literal["poly", "cosine", "constant", "wsd", "onecycle", "step", "none"] = Field(
         "poly",
         description="LR schedule: poly(nomial) or cosine decay to zero, constant, wsd (constant, then linear "
-        "to zero over the last decay_fraction), step decay, or none.",
+        "to zero over the last decay_fraction), onecycle (up from lr/25 to lr over the first 30 %, then "
+        "cosine to zero: its own warm-up), step decay, or none.",
     )
     power: float = Field(0.9, gt=0, description="Power of the polynomial schedule (seed ADAM1: 2).")
     interval: Literal["step", "epoch", "time"] = Field(
@@ -123,8 +124,10 @@ class OptimConfig(Section):
 
     @model_validator(mode="after")
     def _warmup_needs_a_progress_schedule(self) -> OptimConfig:
-        if self.warmup > 0 and self.scheduler in ("step", "none"):
-            raise ValueError(f"warmup applies to poly, cosine, constant and wsd, not scheduler '{self.scheduler}'")
+        if self.warmup > 0 and self.scheduler in ("step", "none", "onecycle"):
+            raise ValueError(f"warmup applies to poly, cosine, constant and wsd, not scheduler '{self.scheduler}'"
+                             + (" (onecycle has its own warm-up: set optim.warmup=0)"
+                                if self.scheduler == "onecycle" else ""))
         return self
 
 
@@ -177,6 +180,17 @@ class TrainConfig(Section):
         description="Exponential moving average of the weights with this decay (e.g. 0.999): validation "
         "scores it and the checkpoints hold it; null = off.",
     )
+    swa: float | None = Field(
+        None, gt=0, le=1,
+        description="Stochastic weight averaging: the equal average of the weights after every optimiser step "
+        "over this final share of the run (e.g. 0.25), on the LR schedule's clock; validation scores it and "
+        "the checkpoints hold it (before the window opens they hold the weights themselves); null = off.",
+    )
+    accumulate_grad_batches: int = Field(
+        1, ge=1,
+        description="Batches whose gradients add up before each optimiser step: a step sees "
+        "batch_size x this many tiles at the memory of one batch (fewer, larger steps).",
+    )
     select: Literal["best", "last"] = Field(
         "best",
         description="The run's model: best (checkpoints/best.ckpt, best validation mIoU) or last (the final "
@@ -186,6 +200,12 @@ class TrainConfig(Section):
         False,
         description="Freeze the encoder: true (whole run), false, or N (first N epochs, then fine-tune).",
     )
+
+    @model_validator(mode="after")
+    def _one_weight_average(self) -> TrainConfig:
+        if self.ema is not None and self.swa is not None:
+            raise ValueError("train.ema and train.swa each average the weights: set one of them to null")
+        return self
 
     @field_validator("freeze_encoder")
     @classmethod

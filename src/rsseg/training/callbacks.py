@@ -51,8 +51,8 @@ class FreezeEncoder(Callback):
             self.encoder.eval()
 
 
-class EMA(WeightAveraging):
-    """Exponential moving average of the weights (``train.ema``), updated after every optimiser step.
+class _WeightAverage(WeightAveraging):
+    """Lightning's weight averaging as rsseg's runs use it.
 
     Lightning swaps the average in for each validation (so val mIoU, and best.ckpt's choice,
     score it), writes it as the checkpoints' ``state_dict`` (the raw weights go to
@@ -60,10 +60,6 @@ class EMA(WeightAveraging):
     training ends: evaluate/predict load the average unchanged. Buffers (batch-norm
     statistics) are averaged too. The average lives on the training device, found at setup.
     """
-
-    def __init__(self, decay: float) -> None:
-        super().__init__(multi_avg_fn=get_ema_multi_avg_fn(decay))
-        self.decay = decay
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self._device is None:  # the module is still on the CPU at setup: copying across devices each step
@@ -80,6 +76,66 @@ class EMA(WeightAveraging):
         super().on_save_checkpoint(trainer, pl_module, checkpoint)
         if getattr(self, "_raw", None) is not None:
             checkpoint["current_model_state"] = self._raw
+
+
+class EMA(_WeightAverage):
+    """Exponential moving average of the weights (``train.ema``), updated after every optimiser step."""
+
+    def __init__(self, decay: float) -> None:
+        super().__init__(multi_avg_fn=get_ema_multi_avg_fn(decay))
+        self.decay = decay
+
+
+class SWA(_WeightAverage):
+    """Stochastic weight averaging (``train.swa``): the equal average of the weights after each
+    optimiser step over the final ``share`` of the run, on the LR schedule's clock
+    (``optim.run_progress``: the wall-clock budget, steps or epochs), so the window closes when
+    the schedule ends whatever the machine's speed.
+
+    Before the window opens the "average" follows the weights step by step (a copy), so a
+    validation or checkpoint then sees the weights themselves, never the initial ones.
+    ``averaged`` counts the steps in the window; it travels in checkpoints for a resume.
+    """
+
+    def __init__(self, share: float, optim_cfg: Any) -> None:
+        super().__init__(avg_fn=self._average)
+        self.share = share
+        self.optim_cfg = optim_cfg
+        self.averaged = 0
+        self._trainer: L.Trainer | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+        super().setup(trainer, pl_module, stage)
+
+    def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
+        if step_idx is None:  # per step only: an epoch-end update would count the last step twice
+            return False
+        from rsseg.training.optim import run_progress  # lazy: optim imports torch schedulers only
+
+        if run_progress(self.optim_cfg, self._trainer) >= 1.0 - self.share:
+            self.averaged += 1
+        return True
+
+    def _average(self, average: torch.Tensor, current: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+        if self.averaged == 0 or not average.is_floating_point():
+            return current  # window not open yet (or a step counter buffer): follow the weights
+        return average + (current - average) / self.averaged
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.averaged == 0:
+            log.warning("train.swa=%g: the run ended before its averaging window opened; the model is the "
+                        "final weights", self.share)
+        else:
+            log.info("SWA: the model is the average of the last %d steps' weights", self.averaged)
+        super().on_train_end(trainer, pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "averaged": self.averaged}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.averaged = int(state_dict.get("averaged", 0))
 
 
 class StopOnNonFinite(Callback):
@@ -181,6 +237,8 @@ def training_callbacks(cfg, model: nn.Module) -> list[Callback]:
         )
     if cfg.train.ema is not None:
         callbacks.append(EMA(cfg.train.ema))
+    if cfg.train.swa is not None:
+        callbacks.append(SWA(cfg.train.swa, cfg.optim))
     freeze = cfg.train.freeze_encoder
     if freeze is not False and freeze != 0:
         epochs = None if freeze is True else int(freeze)

@@ -1,4 +1,4 @@
-"""Optimisers and learning-rate schedules by name (seed presets: SGD1, ADAM1, step LR; cosine, wsd, warm-up)."""
+"""Optimisers and learning-rate schedules by name (seed presets: SGD1, ADAM1, step LR; cosine, wsd, one-cycle, warm-up)."""
 
 from __future__ import annotations
 
@@ -32,12 +32,23 @@ def _wsd_factor(cfg: Any, p: float) -> float:
     return min(1.0, (1.0 - p) / cfg.decay_fraction)
 
 
+def _onecycle_factor(cfg: Any, p: float) -> float:
+    """Smith's one-cycle LR shape with torch ``OneCycleLR``'s defaults: up from lr/25 to lr over
+    the first 30 % of the run, then down to zero, both halves cosine-shaped. Only the LR cycles:
+    Adam's beta1 is left alone (torch cycles it too; rsseg keeps one optimiser setting per run)."""
+    rise, floor = 0.3, 1.0 / 25.0
+    if p < rise:
+        return floor + (1.0 - floor) * 0.5 * (1.0 - math.cos(math.pi * p / rise))
+    return 0.5 * (1.0 + math.cos(math.pi * (p - rise) / (1.0 - rise)))
+
+
 #: schedule name -> (OptimConfig, run progress in [0, 1]) -> LR factor; optim.warmup multiplies in
 FACTORS: dict[str, Callable[[Any, float], float]] = {
     "poly": _poly_factor,
     "cosine": _cosine_factor,
     "constant": _constant_factor,
     "wsd": _wsd_factor,
+    "onecycle": _onecycle_factor,
 }
 
 

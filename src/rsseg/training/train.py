@@ -246,6 +246,7 @@ def train(
         strategy=lightning_strategy(cfg.train),
         use_distributed_sampler=False,  # rsseg.data.shard: no padded validation, custom samplers shared
         check_val_every_n_epoch=cfg.train.val_every,
+        accumulate_grad_batches=cfg.train.accumulate_grad_batches,
     )
     if cfg.train.max_minutes and val_dl is not None and resume is None and trainer.world_size == 1:
         # a budget that ends before the first validation is refused now, not after minutes
