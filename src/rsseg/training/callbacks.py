@@ -15,6 +15,7 @@ from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from rsseg.data.seeding import derive_seed, seed_all
 from rsseg.errors import RsSegError
+from rsseg.training.optim import run_progress
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,6 @@ class SWA(_WeightAverage):
     def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
         if step_idx is None:  # per step only: an epoch-end update would count the last step twice
             return False
-        from rsseg.training.optim import run_progress  # lazy: optim imports torch schedulers only
-
         if run_progress(self.optim_cfg, self._trainer) >= 1.0 - self.share:
             self.averaged += 1
         return True
