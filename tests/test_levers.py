@@ -122,14 +122,15 @@ def test_poly_without_warmup_is_still_torchs_polynomial_lr() -> None:
     assert isinstance(out["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.PolynomialLR)
 
 
-def test_warmup_is_refused_with_step_decay() -> None:
-    with pytest.raises(RsSegError, match="warmup"):
-        load_config(None, ["optim.scheduler=step", "optim.warmup=0.1"])
-
-
-def test_cosine_over_time_needs_a_budget() -> None:
-    with pytest.raises(RsSegError, match="max_minutes"):
-        load_config(None, ["optim.scheduler=cosine", "optim.interval=time"])
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["optim.scheduler=step", "optim.warmup=0.1"], "warmup"),  # step decay has no warm-up
+    (["optim.scheduler=cosine", "optim.interval=time"], "max_minutes"),  # a time schedule needs a budget
+    (["optim.scheduler=onecycle", "optim.warmup=0.1"], "onecycle has its own warm-up"),
+    (["train.ema=0.99", "train.swa=0.25"], "train.ema and train.swa"),  # one weight average at a time
+])
+def test_contradictory_levers_are_refused(overrides, message) -> None:
+    with pytest.raises(RsSegError, match=message):
+        load_config(None, overrides)
 
 
 def _model_state(path):
@@ -208,16 +209,6 @@ def test_onecycle_rises_from_a_25th_then_anneals_to_zero() -> None:
         assert lr_factor(cfg, progress) == pytest.approx(want), progress
     lrs = _lrs(_cfg("onecycle", lr=1.0), 101)
     assert lrs.index(max(lrs)) == 30 and lrs[-1] == pytest.approx(0.0, abs=1e-12)
-
-
-def test_onecycle_refuses_a_second_warmup() -> None:
-    with pytest.raises(RsSegError, match="onecycle has its own warm-up"):
-        load_config(None, ["optim.scheduler=onecycle", "optim.warmup=0.1"])
-
-
-def test_ema_and_swa_together_are_refused() -> None:
-    with pytest.raises(RsSegError, match="train.ema and train.swa"):
-        load_config(None, ["train.ema=0.99", "train.swa=0.25"])
 
 
 def test_swa_is_the_equal_average_of_the_final_share_of_steps() -> None:
