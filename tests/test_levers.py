@@ -11,6 +11,7 @@ import torch
 from rsseg.config import load_config
 from rsseg.data.sources import get_source
 from rsseg.errors import RsSegError
+from rsseg.runtime import training_hardware
 from rsseg.trained.checkpoint import load_predictor, read_checkpoint
 from rsseg.training.optim import build_optimizer, lr_factor
 from rsseg.training.train import train
@@ -160,12 +161,15 @@ def test_ema_checkpoints_hold_the_average_and_evaluate_loads_it(tiny_config_path
     _, source = _source(tiny_config_path)
     val = source.tile_dataset(source.scenes("val"), mean=hp["mean"], std=hp["std"])
 
+    hw = training_hardware(cfg.train)  # validation ran in the run's precision (bf16 where native)
+
     def counts(state: dict) -> list:
-        task = SegmentationTask(**{k: hp[k] for k in ("config", "classes", "mean", "std", "bands")})
+        task = SegmentationTask(**{k: hp[k] for k in ("config", "classes", "mean", "std", "bands")},
+                                channels_last=hw.channels_last)
         task.load_state_dict(state, strict=False)
         task.eval()
         confusion = ConfusionMatrix(task.classes.num_classes)
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=hw.bf16):
             for images, masks in torch.utils.data.DataLoader(val, batch_size=4):
                 confusion.update(task(images).argmax(1), masks)
         return confusion.matrix.tolist()

@@ -64,6 +64,21 @@ def test_fitting_hides_the_run_warnings_and_the_tasks_own_then_restores_the_filt
     assert warnings.filters == before and len(RUN_WARNINGS) == 3
 
 
+def test_fitting_turns_off_the_deterministic_memory_fill_then_restores_it():
+    flags = torch.utils.deterministic
+    before = flags.fill_uninitialized_memory
+    try:
+        flags.fill_uninitialized_memory = True
+        with fitting():
+            assert flags.fill_uninitialized_memory is False
+        assert flags.fill_uninitialized_memory is True
+        with pytest.raises(RuntimeError), fitting():
+            raise RuntimeError("a failed fit")
+        assert flags.fill_uninitialized_memory is True
+    finally:
+        flags.fill_uninitialized_memory = before
+
+
 def _tasks(channels_last: bool) -> tuple[SegmentationTask, SimCLRTask]:
     cfg = load_config(None, ["model.base_width=4", "model.depth=2"]).model_dump(mode="json")
     classes = {"names": ["a", "b"], "colors": [[0, 0, 0], [255, 255, 255]]}
