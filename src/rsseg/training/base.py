@@ -113,7 +113,7 @@ def unfilled_memory() -> Iterator[None]:
 
     Why: ``torch.use_deterministic_algorithms(True)`` (``train.deterministic``) also fills the
     memory of each ``torch.empty`` (a debugging aid that makes reads of uninitialised memory
-    visible): every activation and gradient buffer is written twice. That cost 6-8 % of a
+    visible): every activation and gradient buffer is written twice. That cost 6-10 % of a
     training step of the Dubai U-Net (batch 8 x 224 px, bf16, one thread of an AVX-512 BF16
     Xeon); the choice of algorithms, and so the reproducibility, is the same without it.
     """
