@@ -5,6 +5,9 @@ batch 8 x 224 px), inference Mpix/s, and how often the bf16 argmax equals the fp
 the same weights and input. bf16 means autocast + channels_last. On CPUs without native bf16
 (AVX2 only) PyTorch emulates it and it is very slow: use --steps 1 and few --models there.
     python benchmarks/models.py --models unet smp-unet --steps 1 --precision fp32 bf16
+``--set KEY=VALUE`` gives every measured model an option (its config section's key, YAML value):
+    python benchmarks/models.py --models smp-unet --precision bf16 --threads 1 \
+        --set encoder=resnet18 --set pretrained=geoembed-aerial-resnet18
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import warnings
 
 import torch
 import torch.nn.functional as F
+import yaml
 
 from rsseg.allocator import warm_allocator
 from rsseg.models import MODELS, build_model, count_parameters, model_configs
@@ -82,6 +86,8 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--channels-last", action="store_true", help="channels_last for fp32 too")
+    parser.add_argument("--set", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                        help="a model option for every measured model (e.g. encoder=resnet18; YAML value)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     if args.threads:
@@ -102,10 +108,21 @@ def main() -> None:
     print("argmax agreement is on random weights (near-tied logits): a lower bound for trained models")
 
 
+def model_options(pairs: list[str]) -> dict:
+    """``["encoder=resnet18", ...]`` -> ``{"encoder": "resnet18", ...}`` (values read as YAML)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def run_models(args: argparse.Namespace, configs: dict, device: torch.device) -> None:
     for name in args.models:
         torch.manual_seed(0)
-        model = build_model(configs[name](name=name), args.bands, args.classes)
+        model = build_model(configs[name](name=name, **model_options(args.options)), args.bands, args.classes)
         state = copy.deepcopy(model.state_dict())
         preds = {}
         for precision in args.precision:

@@ -145,3 +145,12 @@ def test_error_messages_print_square_brackets_as_written(tmp_path):
     result = CliRunner().invoke(app, ["vectorize", str(tmp_path / "[nan].tif"), "--format", "[bold]"])
     assert result.exit_code == 2
     assert "[nan].tif" in result.output.replace("\n", ""), result.output
+
+
+def test_train_without_validation_says_its_best_checkpoint_is_the_last_weights(tiny_config_path, tmp_path):
+    split = "data.split={train: ['train/*', 'val/*'], val: [], test: ['test/*']}"
+    result = runner.invoke(app, ["train", str(tiny_config_path), "--set", f"output.dir={tmp_path}",
+                                 "--set", "train.epochs=1", "--set", split])
+    assert result.exit_code == 0, result.output
+    out = plain(result.output)
+    assert "(nothing was validated: the last weights)" in out and "val mIoU None" not in out

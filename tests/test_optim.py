@@ -197,3 +197,40 @@ def test_class_weight_fade_trains_end_to_end_and_logs_a_falling_power(tiny_confi
     powers = [float(r["class_weight_power"]) for r in rows if r.get("class_weight_power")]
     assert powers[0] == pytest.approx(1.0) and powers[-1] < powers[0]
     assert powers == sorted(powers, reverse=True)
+
+
+def test_encoder_lr_scale_gives_the_encoder_its_share_of_the_lr_all_run() -> None:
+    from rsseg.models import build_model, encoder_of
+    from rsseg.training.optim import encoder_lr_groups
+
+    cfg = load_config(None, ["optim.preset=adam1", "optim.lr=0.01", "optim.encoder_lr_scale=0.1"])
+    model = build_model(cfg.model, 3, 4)
+    encoder = encoder_of(model)
+    groups = encoder_lr_groups(cfg.optim, model, encoder)
+    ids = [{id(p) for p in g["params"]} for g in groups]
+    assert ids[0] == {id(p) for p in encoder.parameters()} and ids[0].isdisjoint(ids[1])
+    assert ids[0] | ids[1] == {id(p) for p in model.parameters()} and ids[1]
+    out = build_optimizer(cfg.optim, groups, _Trainer())
+    opt, sched = out["optimizer"], out["lr_scheduler"]["scheduler"]
+    for epoch in range(9):
+        enc, rest = (g["lr"] for g in opt.param_groups)
+        assert rest == pytest.approx(0.01 * (1 - epoch / 10) ** 2)  # adam1: poly, power 2, per epoch (of 10)
+        assert enc == pytest.approx(0.1 * rest)
+        opt.step()
+        sched.step()
+
+
+def test_encoder_lr_scale_reaches_the_trained_optimiser(tiny_config_path) -> None:
+    from rsseg.safe_load import read_lightning_checkpoint
+    from rsseg.training.callbacks import find_encoder
+    from rsseg.training.train import train
+
+    cfg = load_config(tiny_config_path, ["optim.encoder_lr_scale=0.25", "optim.scheduler=constant",
+                                         "train.epochs=1", "output.name=enc-lr"])
+    result = train(cfg, config_name="enc-lr", progress=False)
+    groups = read_lightning_checkpoint(result.last_checkpoint)["optimizer_states"][0]["param_groups"]
+    assert [g["lr"] for g in groups] == pytest.approx([0.25 * cfg.optim.lr, cfg.optim.lr])
+    with pytest.raises(RsSegError, match="'conv' has no separate encoder: optim.encoder_lr_scale"):
+        find_encoder(torch.nn.Conv2d(3, 4, 1), "conv", "optim.encoder_lr_scale")
+    with pytest.raises(RsSegError, match="encoder_lr_scale"):
+        load_config(None, ["optim.encoder_lr_scale=0"])

@@ -30,7 +30,9 @@ def train(
         return
     console.print(f"run directory: {result.run_dir}")
     console.print(f"model checkpoint: {result.model_checkpoint} (train.select: {cfg.train.select})", soft_wrap=True)
-    console.print(f"best checkpoint: {result.best_checkpoint} (val mIoU {result.best_val_miou})", soft_wrap=True)
+    score = ("nothing was validated: the last weights" if result.best_val_miou is None
+             else f"val mIoU {result.best_val_miou:.4f}")
+    console.print(f"best checkpoint: {result.best_checkpoint} ({score})", soft_wrap=True)
 
 
 @app.command()

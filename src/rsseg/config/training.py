@@ -90,6 +90,11 @@ class OptimConfig(Section):
     lr: float = Field(0.003, gt=0, description="Initial learning rate.")
     momentum: float = Field(0.9, ge=0, description="SGD momentum.")
     weight_decay: float = Field(1e-5, ge=0, description="Weight decay.")
+    encoder_lr_scale: float = Field(
+        1.0, gt=0, le=1,
+        description="The encoder's LR as a share of `lr` (e.g. 0.1: a pretrained encoder moves ten times "
+        "slower than the new decoder and head; every schedule keeps the ratio); 1 = one LR for all.",
+    )
     scheduler: Literal["poly", "cosine", "constant", "wsd", "onecycle", "step", "none"] = Field(
         "poly",
         description="LR schedule: poly(nomial) or cosine decay to zero, constant, wsd (constant, then linear "

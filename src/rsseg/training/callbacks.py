@@ -20,13 +20,13 @@ from rsseg.training.optim import run_progress
 log = logging.getLogger(__name__)
 
 
-def find_encoder(model: nn.Module, model_name: str) -> nn.Module:
-    """The encoder of a registry model, or a clear error for models without one."""
+def find_encoder(model: nn.Module, model_name: str, option: str = "train.freeze_encoder") -> nn.Module:
+    """The encoder of a registry model, or a clear error naming ``option`` for models without one."""
     from rsseg.models import encoder_of  # lazy: the model registry imports SMP and timm
 
     encoder = encoder_of(model)
     if encoder is None:
-        raise RsSegError(f"model '{model_name}' has no separate encoder: freeze_encoder cannot apply")
+        raise RsSegError(f"model '{model_name}' has no separate encoder: {option} cannot apply")
     return encoder
 
 

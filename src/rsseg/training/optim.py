@@ -144,8 +144,21 @@ SCHEDULERS: dict[str, Callable[[Any, torch.optim.Optimizer, Any], dict]] = {
 }
 
 
-def build_optimizer(cfg: Any, params: Iterable[torch.nn.Parameter], trainer: Any = None) -> dict:
-    """Return Lightning's ``configure_optimizers`` dict for ``cfg`` (an ``OptimConfig``)."""
+def encoder_lr_groups(cfg: Any, model: torch.nn.Module, encoder: torch.nn.Module) -> list[dict]:
+    """Two parameter groups: the encoder's at ``lr x encoder_lr_scale``, the rest at ``lr``.
+
+    Why: a pretrained encoder already holds good features, the decoder and head start from
+    random; the schedules multiply each group's own initial LR, so the ratio holds all run.
+    """
+    own = {id(p) for p in encoder.parameters()}
+    params = list(model.parameters())
+    return [{"params": [p for p in params if id(p) in own], "lr": cfg.lr * cfg.encoder_lr_scale},
+            {"params": [p for p in params if id(p) not in own]}]
+
+
+def build_optimizer(cfg: Any, params: Iterable[torch.nn.Parameter] | list[dict], trainer: Any = None) -> dict:
+    """Return Lightning's ``configure_optimizers`` dict for ``cfg`` (an ``OptimConfig``); ``params``
+    are parameters or torch parameter groups (``encoder_lr_groups``)."""
     opt = OPTIMIZERS[cfg.name](cfg, params)
     if cfg.scheduler == "none":
         return {"optimizer": opt}

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from rsseg import __version__
 from rsseg.training.budget import check_budget
-from rsseg.training.callbacks import EpochSeeds, training_callbacks
+from rsseg.training.callbacks import EpochSeeds, find_encoder, training_callbacks
 from rsseg.classes import IGNORE_INDEX, ClassTable
 from rsseg.config import Config
 from rsseg.data.datasets.tables import metric_classes
@@ -36,7 +36,7 @@ from rsseg.io import atomic_write_text
 from rsseg.training.losses import build_loss, class_weight_fade
 from rsseg.metrics import ConfusionMatrix, compute_metrics
 from rsseg.models import build_model
-from rsseg.training.optim import build_optimizer, run_progress
+from rsseg.training.optim import build_optimizer, encoder_lr_groups, run_progress
 from rsseg.training.base import RunTask, fitting, run_trainer, save_last, start_run
 from rsseg.training.rundir import merge_csv_log, new_run_dir, preserve_csv_log, resume_point
 from rsseg.report import record_timing, try_write_report
@@ -110,7 +110,11 @@ class SegmentationTask(RunTask):
             self.log(f"val_{key}", float("nan") if value is None else value, prog_bar=key == "miou")
 
     def configure_optimizers(self):
-        return build_optimizer(self.cfg.optim, self.model.parameters(), self.trainer)
+        params = self.model.parameters()
+        if self.cfg.optim.encoder_lr_scale != 1:
+            encoder = find_encoder(self.model, self.cfg.model.name, "optim.encoder_lr_scale")
+            params = encoder_lr_groups(self.cfg.optim, self.model, encoder)
+        return build_optimizer(self.cfg.optim, params, self.trainer)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         RunTask.on_save_checkpoint(self, checkpoint)  # hyper-parameters as plain data (reads nothing of self)
