@@ -208,12 +208,12 @@ def test_encoder_lr_scale_gives_the_encoder_its_share_of_the_lr_all_run() -> Non
     encoder = encoder_of(model)
     groups = encoder_lr_groups(cfg.optim, model, encoder)
     ids = [{id(p) for p in g["params"]} for g in groups]
-    assert ids[0] == {id(p) for p in encoder.parameters()} and ids[0].isdisjoint(ids[1])
-    assert ids[0] | ids[1] == {id(p) for p in model.parameters()} and ids[1]
+    assert ids[1] == {id(p) for p in encoder.parameters()} and ids[0].isdisjoint(ids[1])
+    assert ids[0] | ids[1] == {id(p) for p in model.parameters()} and ids[0]
     out = build_optimizer(cfg.optim, groups, _Trainer())
     opt, sched = out["optimizer"], out["lr_scheduler"]["scheduler"]
     for epoch in range(9):
-        enc, rest = (g["lr"] for g in opt.param_groups)
+        rest, enc = (g["lr"] for g in opt.param_groups)
         assert rest == pytest.approx(0.01 * (1 - epoch / 10) ** 2)  # adam1: poly, power 2, per epoch (of 10)
         assert enc == pytest.approx(0.1 * rest)
         opt.step()
@@ -229,7 +229,7 @@ def test_encoder_lr_scale_reaches_the_trained_optimiser(tiny_config_path) -> Non
                                          "train.epochs=1", "output.name=enc-lr"])
     result = train(cfg, config_name="enc-lr", progress=False)
     groups = read_lightning_checkpoint(result.last_checkpoint)["optimizer_states"][0]["param_groups"]
-    assert [g["lr"] for g in groups] == pytest.approx([0.25 * cfg.optim.lr, cfg.optim.lr])
+    assert [g["lr"] for g in groups] == pytest.approx([cfg.optim.lr, 0.25 * cfg.optim.lr])
     with pytest.raises(RsSegError, match="'conv' has no separate encoder: optim.encoder_lr_scale"):
         find_encoder(torch.nn.Conv2d(3, 4, 1), "conv", "optim.encoder_lr_scale")
     with pytest.raises(RsSegError, match="encoder_lr_scale"):

@@ -145,15 +145,16 @@ SCHEDULERS: dict[str, Callable[[Any, torch.optim.Optimizer, Any], dict]] = {
 
 
 def encoder_lr_groups(cfg: Any, model: torch.nn.Module, encoder: torch.nn.Module) -> list[dict]:
-    """Two parameter groups: the encoder's at ``lr x encoder_lr_scale``, the rest at ``lr``.
+    """Two parameter groups: the decoder and head at ``lr`` (first: the group whose LR is logged),
+    the encoder at ``lr x encoder_lr_scale``.
 
     Why: a pretrained encoder already holds good features, the decoder and head start from
     random; the schedules multiply each group's own initial LR, so the ratio holds all run.
     """
     own = {id(p) for p in encoder.parameters()}
     params = list(model.parameters())
-    return [{"params": [p for p in params if id(p) in own], "lr": cfg.lr * cfg.encoder_lr_scale},
-            {"params": [p for p in params if id(p) not in own]}]
+    return [{"params": [p for p in params if id(p) not in own]},
+            {"params": [p for p in params if id(p) in own], "lr": cfg.lr * cfg.encoder_lr_scale}]
 
 
 def build_optimizer(cfg: Any, params: Iterable[torch.nn.Parameter] | list[dict], trainer: Any = None) -> dict:
